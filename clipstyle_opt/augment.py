@@ -1,0 +1,93 @@
+"""Random crops with a random perspective warp, for the patch loss.
+
+The reference crops, warps and resizes its 64 patches one by one in a Python
+loop. Here the parameters are drawn once from one ``torch.Generator`` and all
+crops go through a single gather, a single kornia perspective warp and a
+single resize. `apply_per_crop` computes the same result crop by crop (the
+reference's structure), for the equivalence test and the benchmark baseline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from kornia.geometry.transform import get_perspective_transform, warp_perspective
+from torch.nn import functional as F
+
+
+@dataclass
+class CropParams:
+    """Where each of N crops sits and how it is warped.
+
+    tops, lefts: (N,) int64 top-left corners in px; size: crop side in px;
+    homographies: (N, 3, 3) float32 maps of crop pixel coordinates.
+    """
+
+    tops: torch.Tensor
+    lefts: torch.Tensor
+    size: int
+    homographies: torch.Tensor
+
+    def to(self, device: torch.device) -> "CropParams":
+        return CropParams(self.tops.to(device), self.lefts.to(device), self.size, self.homographies.to(device))
+
+
+def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Integers uniform in [0, high) elementwise (high >= 1)."""
+    uniform = torch.rand(high.shape, generator=generator)
+    return torch.minimum((uniform * high).floor(), high - 1).long()
+
+
+def sample_crop_params(n: int, image_hw: tuple[int, int], size: int, distortion: float,
+                       generator: torch.Generator) -> CropParams:
+    """Draw ``n`` crops of ``size`` px (clamped to the short side) with perspective ``distortion`` in [0, 1].
+
+    The corner displacements follow torchvision's RandomPerspective, which
+    the reference uses: each corner moves inward by up to distortion * half
+    the side, integer pixels.
+    """
+    height, width = image_hw
+    size = min(size, height, width)
+    tops = _randint_below(torch.full((n,), height - size + 1, dtype=torch.float64), generator)
+    lefts = _randint_below(torch.full((n,), width - size + 1, dtype=torch.float64), generator)
+    half = size // 2
+    reach = torch.tensor(float(int(distortion * half) + 1), dtype=torch.float64)
+    shifts = _randint_below(reach.expand(n, 4, 2), generator).float()  # (N, corner, xy)
+    last = float(size - 1)
+    start = torch.tensor([[0.0, 0.0], [last, 0.0], [last, last], [0.0, last]]).expand(n, 4, 2)
+    inward = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+    end = start + inward * shifts
+    homographies = get_perspective_transform(start.contiguous(), end.contiguous())
+    return CropParams(tops, lefts, size, homographies)
+
+
+def _resize(patches: torch.Tensor, out_size: int | None) -> torch.Tensor:
+    if out_size is None or patches.shape[-1] == out_size:
+        return patches
+    return F.interpolate(patches, size=(out_size, out_size), mode="bicubic", align_corners=False)
+
+
+def apply_batched(image: torch.Tensor, params: CropParams, out_size: int | None = None) -> torch.Tensor:
+    """Crops of a (1, C, H, W) image -> (N, C, out, out): one gather, one warp, one resize."""
+    if image.shape[0] != 1:
+        raise ValueError("apply_batched takes a single image (batch of 1)")
+    offsets = torch.arange(params.size, device=image.device)
+    rows = (params.tops.to(image.device)[:, None] + offsets)[:, :, None]  # (N, S, 1)
+    cols = (params.lefts.to(image.device)[:, None] + offsets)[:, None, :]  # (N, 1, S)
+    patches = image[0][:, rows, cols].transpose(0, 1)  # (N, C, S, S)
+    warped = warp_perspective(patches, params.homographies.to(image.device, image.dtype),
+                              (params.size, params.size), padding_mode="zeros", align_corners=True)
+    return _resize(warped, out_size)
+
+
+def apply_per_crop(image: torch.Tensor, params: CropParams, out_size: int | None = None) -> torch.Tensor:
+    """Same result as `apply_batched`, crop by crop in a Python loop (the reference's structure)."""
+    patches = []
+    size = params.size
+    for i in range(params.tops.shape[0]):
+        top, left = int(params.tops[i]), int(params.lefts[i])
+        crop = image[:, :, top:top + size, left:left + size]
+        crop = warp_perspective(crop, params.homographies[i:i + 1].to(image.device, image.dtype),
+                                (size, size), padding_mode="zeros", align_corners=True)
+        patches.append(_resize(crop, out_size))
+    return torch.cat(patches, dim=0)

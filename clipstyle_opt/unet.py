@@ -1,0 +1,78 @@
+"""The small U-Net that CLIPstyler trains per content image.
+
+Input and output: NCHW float RGB in [0, 1]; both sides must be multiples of 8.
+Fully convolutional, so a U-Net trained at 512 px applies to larger images.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ResidualConvBlock(nn.Module):
+    """Two 3x3 conv -> InstanceNorm (no affine) -> ReLU, plus a 1x1 conv shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+            nn.InstanceNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            nn.InstanceNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class StyleUNet(nn.Module):
+    """Reference U-Net: widths w, 2w, 4w down, 8w bottleneck (w = 16: ~0.6 M parameters)."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.width = width
+        self.lift = nn.Conv2d(3, w, 1)
+        self.stem = ResidualConvBlock(w, w)
+        level_widths = (w, 2 * w, 4 * w)
+        self.down_blocks = nn.ModuleList()
+        self.downsamples = nn.ModuleList()
+        previous = w
+        for channels in level_widths:
+            self.down_blocks.append(ResidualConvBlock(previous, channels))
+            self.downsamples.append(nn.Conv2d(channels, channels, 4, stride=2, padding=1))
+            previous = channels
+        self.bottleneck = ResidualConvBlock(previous, 8 * w)
+        self.up_blocks = nn.ModuleList()
+        previous = 8 * w
+        for channels in reversed(level_widths):
+            self.up_blocks.append(ResidualConvBlock(previous + channels, channels))
+            previous = channels
+        self.head_block = ResidualConvBlock(previous + w, w)
+        self.to_rgb = nn.Conv2d(w, 3, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.shape[-1] % 8 or image.shape[-2] % 8:
+            raise ValueError(f"U-Net input sides must be multiples of 8, got {tuple(image.shape[-2:])}")
+        stem = self.stem(self.lift(image))
+        x = stem
+        skips = []
+        for block, down in zip(self.down_blocks, self.downsamples):
+            x = block(x)
+            skips.append(x)
+            x = down(x)
+        x = self.bottleneck(x)
+        for block, skip in zip(self.up_blocks, reversed(skips)):
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        x = self.head_block(torch.cat([x, stem], dim=1))
+        return torch.sigmoid(self.to_rgb(x))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,64 @@
+"""Shared fixtures: a random-init tiny CLIP, the bundled VGG16, small photos.
+
+Random-init CLIP carries no meaning: tests built on it check shapes, plumbing,
+determinism and the arithmetic of the losses, never stylization quality
+(that is what the micro CLIP tests do).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipstyle_opt import StyleConfig, Stylizer
+from clipstyle_opt.encoders.clip import load_clip
+from clipstyle_opt.encoders.vgg import load_vgg
+from clipstyle_opt.testing import make_random_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep the cache (converted VGG weights, downloads) inside the test run."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CLIPSTYLE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory) -> Path:
+    return make_random_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.pt", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_path):
+    return load_clip(str(tiny_clip_path), "cpu")
+
+
+@pytest.fixture(scope="session")
+def vgg16():
+    config = StyleConfig()
+    return load_vgg("vgg16", (*config.content_layers, *config.style_layers), "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_clip_path) -> StyleConfig:
+    """Small, fast settings: 64 px long side, 4 crops of 32 px, fp32."""
+    return StyleConfig(clip_model=str(tiny_clip_path), size=64, steps=4, n_crops=4, crop_size=32,
+                       device="cpu", precision="fp32", max_output_size=96)
+
+
+@pytest.fixture(scope="session")
+def tiny_stylizer(tiny_config, tiny_clip, vgg16) -> Stylizer:
+    return Stylizer(tiny_config, clip=tiny_clip, vgg=vgg16)
+
+
+@pytest.fixture
+def photo() -> Path:
+    return EXAMPLES / "chelsea.png"

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from clipstyle_opt import augment
+
+
+def params(seed=0, n=6, hw=(40, 56), size=16, distortion=0.5):
+    return augment.sample_crop_params(n, hw, size, distortion, torch.Generator().manual_seed(seed))
+
+
+def test_batched_equals_per_crop_loop():
+    image = torch.rand(1, 3, 40, 56, requires_grad=True)
+    p = params()
+    batched = augment.apply_batched(image, p, 24)
+    looped = augment.apply_per_crop(image, p, 24)
+    assert batched.shape == (6, 3, 24, 24)
+    assert torch.allclose(batched, looped, atol=1e-6)
+    grad_b, = torch.autograd.grad(batched.square().sum(), image)
+    grad_l, = torch.autograd.grad(looped.square().sum(), image)
+    assert torch.allclose(grad_b, grad_l, atol=1e-5)
+
+
+def test_no_distortion_gives_plain_crops():
+    image = torch.rand(1, 3, 40, 56)
+    p = params(distortion=0.0)
+    crops = augment.apply_batched(image, p)
+    for i in range(6):
+        top, left = int(p.tops[i]), int(p.lefts[i])
+        assert torch.allclose(crops[i], image[0, :, top:top + 16, left:left + 16], atol=1e-5)
+
+
+def test_crops_stay_inside_and_corners_move_inward():
+    p = params(n=200, distortion=1.0)
+    assert int(p.tops.max()) <= 40 - 16 and int(p.lefts.max()) <= 56 - 16 and int(p.tops.min()) >= 0
+    assert len(set(p.tops.tolist())) > 10  # really random
+
+
+def test_perspective_fills_outside_with_zeros():
+    image = torch.ones(1, 3, 32, 32)
+    crops = augment.apply_batched(image, params(n=20, hw=(32, 32), size=32, distortion=1.0))
+    assert (crops == 0).any(), "a distorted warp leaves black (fill 0) borders"
+
+
+def test_same_seed_same_params_and_crop_size_clamped():
+    a, b, c = params(seed=3), params(seed=3), params(seed=4)
+    assert torch.equal(a.tops, b.tops) and torch.equal(a.homographies, b.homographies)
+    assert not torch.equal(a.homographies, c.homographies)
+    assert params(size=500).size == 40

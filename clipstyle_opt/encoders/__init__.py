@@ -1,0 +1,1 @@
+"""Frozen encoders: CLIP (clip.py) and VGG (vgg.py), plus weight loading (weights.py)."""

@@ -13,7 +13,7 @@ import click
 
 from .config import DEVICES, PRECISIONS, PRESETS, VGG_ARCHS, StyleConfig, preset_summary, read_config_file
 from .errors import ClipstyleError, ConfigError
-from .imageio import WRITABLE_SUFFIXES, check_writable
+from .imageio import check_writable
 
 # One line of help per StyleConfig field; the default shown is the reference default.
 FIELD_HELP: dict[str, str] = {
@@ -23,7 +23,7 @@ FIELD_HELP: dict[str, str] = {
     "content_layers": "Comma-separated VGG layers of the content loss.",
     "style_layers": "Comma-separated VGG layers of the Gram style loss (with --style-image).",
     "size": "Training long side in px (aspect kept, sides rounded to multiples of 8).",
-    "output_size": "Long side of the final image in px [default: the photo's own size, capped].",
+    "output_size": "Long side of the final image in px.",
     "max_output_size": "Cap on the final long side when --output-size is not given (px).",
     "steps": "Optimization steps.",
     "lr": "Adam learning rate.",
@@ -51,44 +51,49 @@ def _flag(name: str) -> str:
 
 
 def _config_options(command: Callable) -> Callable:
-    """Add one option per StyleConfig field; None means 'not given', so presets and files can fill in."""
+    """Add one option per StyleConfig field, defaulting to the reference value.
+
+    Only flags given on the command line override the preset and the config
+    file (see `build_config`), so the defaults shown are informative.
+    """
     defaults = StyleConfig()
     for item in reversed(fields(StyleConfig)):
         default = getattr(defaults, item.name)
         if item.name in _CHOICES:
             kind: Any = click.Choice(_CHOICES[item.name])
         elif isinstance(default, tuple):
-            kind = str
+            kind, default = str, ",".join(default)
         elif item.name == "output_size":
             kind = int
         else:
             kind = type(default)
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        option = click.option(_flag(item.name), item.name, type=kind, default=None,
-                              help=FIELD_HELP[item.name],
-                              show_default=str(shown) if shown is not None else False)
+        shown: Any = True if default is not None else "the photo's own size, capped at --max-output-size"
+        option = click.option(_flag(item.name), item.name, type=kind, default=default,
+                              help=FIELD_HELP[item.name], show_default=shown)
         command = option(command)
     return command
 
 
-def _overrides(values: dict[str, Any]) -> dict[str, Any]:
+def _given_on_command_line(values: dict[str, Any]) -> dict[str, Any]:
+    """The StyleConfig flags the user typed, parsed (comma lists become tuples)."""
+    ctx = click.get_current_context()
     out = {}
     for item in fields(StyleConfig):
-        value = values.get(item.name)
-        if value is None:
+        if ctx.get_parameter_source(item.name) is not click.core.ParameterSource.COMMANDLINE:
             continue
+        value = values[item.name]
         if isinstance(item.default, tuple):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         out[item.name] = value
     return out
 
 
-def build_config(preset: str, config_file: str | None, flag_values: dict[str, Any]) -> StyleConfig:
-    """Reference defaults < preset < config file < explicit flags."""
+def build_config(preset: str, config_file: str | None, given: dict[str, Any]) -> StyleConfig:
+    """Reference defaults < preset < config file < flags given on the command line."""
     merged: dict[str, Any] = dict(PRESETS[preset])
     if config_file:
         merged.update(read_config_file(config_file))
-    merged.update(_overrides(flag_values))
+    merged.update(given)
     return StyleConfig.from_dict(merged)
 
 
@@ -98,9 +103,9 @@ def _slug(text: str, limit: int = 48) -> str:
 
 
 def resolve_output(output: str, content: str, prompt: str) -> Path:
-    """A file path if ``output`` ends in an image suffix, else a directory to put ``<photo>_<prompt>.png`` in."""
+    """A file if ``output`` has a suffix (checked later), else a directory for ``<photo>_<prompt>.png``."""
     path = Path(output)
-    if path.suffix.lower() in WRITABLE_SUFFIXES and not path.is_dir():
+    if path.suffix and not path.is_dir() and not output.endswith(("/", "\\")):
         return path
     return path / f"{Path(content).stem}_{_slug(prompt)}.png"
 
@@ -126,9 +131,9 @@ def cli() -> None:
     """Text-driven image style transfer by per-image optimization (CLIPstyler)."""
 
 
-_PRESET_HELP = "Named settings under the flags. " + "; ".join(f"{name}: {preset_summary(name)}" for name in PRESETS) + \
-    ". preview trades detail for speed: a 256 px training size, 16 crops of 64 px and 100 steps " \
-    "(about 2-3 min for a 512 px photo on a 2-core CPU); the result is still rendered at full size."
+_PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset_summary(name)}" for name in PRESETS)
+                + ". preview trades detail and CLIP supervision for speed (a quarter of the pixels and crops, "
+                "half the steps); the final image is still rendered at full size.")
 
 
 @cli.command("stylize")
@@ -155,7 +160,7 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
     from .engine import Stylizer
     from .imageio import read_image, save_image
 
-    config = build_config(preset, config_file, flag_values)
+    config = build_config(preset, config_file, _given_on_command_line(flag_values))
     out_path = check_writable(resolve_output(output, content, prompt), overwrite)
     unet_path = out_path.with_suffix(".unet.pt")
     steps_dir = out_path.parent / f"{out_path.stem}_steps"

@@ -36,10 +36,9 @@ def resolve_clip_checkpoint(name_or_path: str) -> Path:
         return Path(name_or_path)
     urls = getattr(openai_clip.clip, "_MODELS", {})
     if name_or_path not in urls:
-        if os.sep in name_or_path or name_or_path.endswith((".pt", ".pth")):
-            raise ModelUnavailableError(f"CLIP checkpoint file not found: {name_or_path}")
         raise ModelUnavailableError(
-            f"unknown CLIP model {name_or_path!r}; use one of {', '.join(urls)} or a checkpoint file")
+            f"CLIP model {name_or_path!r} is neither an existing checkpoint file nor a known name "
+            f"({', '.join(urls)})")
     url = urls[name_or_path]
     target = cache_dir("clip") / Path(url).name
     return download(url, target, what=f"CLIP model {name_or_path}", hint=_local_file_hint(),

@@ -1,0 +1,106 @@
+"""The optimization loop through the public API (random-init CLIP: no quality claims)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import clipstyle_opt
+from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig
+
+
+def test_loop_lowers_the_total_loss(tiny_stylizer, photo):
+    result = tiny_stylizer.stylize(photo, "fire", steps=30, lr=2e-3, lr_decay_every=1000)
+    totals = [h["total"] for h in result.history]
+    assert len(totals) == 30
+    assert sum(totals[-3:]) / 3 < 0.8 * sum(totals[:3]) / 3
+
+
+def test_same_seed_same_image_other_seed_other_image(tiny_stylizer, photo):
+    a = tiny_stylizer.stylize(photo, "fire", seed=5)
+    b = tiny_stylizer.stylize(photo, "fire", seed=5)
+    c = tiny_stylizer.stylize(photo, "fire", seed=6)
+    assert torch.equal(a.tensor, b.tensor)
+    assert [h["total"] for h in a.history] == [h["total"] for h in b.history]
+    assert not torch.equal(a.tensor, c.tensor)
+
+
+def test_output_keeps_the_photos_aspect_and_size(tiny_stylizer, photo):
+    result = tiny_stylizer.stylize(photo, "fire", steps=1, max_output_size=4096)
+    assert result.training_size == (40, 64)  # 300x451 -> long side 64, multiples of 8
+    assert tuple(result.tensor.shape) == (1, 3, 300, 451)  # original resolution
+    capped = tiny_stylizer.stylize(photo, "fire", steps=1)
+    assert tuple(capped.tensor.shape[-2:]) == (64, 96)  # long side capped at max_output_size=96
+    sized = tiny_stylizer.stylize(photo, "fire", steps=1, output_size=200)
+    assert max(sized.tensor.shape[-2:]) == 200
+
+
+def test_encoders_receive_no_gradients(tiny_stylizer, photo):
+    tiny_stylizer.stylize(photo, "fire", steps=2)
+    assert all(p.grad is None for p in tiny_stylizer.clip.parameters())
+    assert all(p.grad is None for p in tiny_stylizer.vgg.parameters())
+
+
+def test_history_callback_and_style_image(tiny_stylizer, photo):
+    seen = []
+    result = tiny_stylizer.stylize(photo, "fire", style_image=photo.parent / "coffee.png",
+                                   callback=lambda info: seen.append(info.step))
+    assert seen == [1, 2, 3, 4]
+    assert all(h["style"] > 0 for h in result.history)
+    assert set(result.history[0]) >= {"dir", "patch", "content", "tv", "style", "total", "lr"}
+    plain = tiny_stylizer.stylize(photo, "fire")
+    assert all(h["style"] == 0 for h in plain.history)
+
+
+def test_lr_schedule_halves_every_decay_period(tiny_stylizer, photo):
+    result = tiny_stylizer.stylize(photo, "fire", steps=5, lr_decay_every=2, lr=1e-3)
+    assert [h["lr"] for h in result.history] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+
+
+def test_inputs_as_pil_and_tensor(tiny_stylizer, photo):
+    pil = Image.open(photo)
+    a = tiny_stylizer.stylize(pil, "fire", steps=1, seed=1)
+    tensor = torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1)
+    b = tiny_stylizer.stylize(tensor, "fire", steps=1, seed=1)
+    assert torch.allclose(a.tensor, b.tensor, atol=1e-6)
+    assert a.content_path is None
+
+
+def test_encoder_settings_cannot_change_per_call(tiny_stylizer, photo):
+    with pytest.raises(ConfigError, match="cannot change per call"):
+        tiny_stylizer.stylize(photo, "fire", vgg="vgg19")
+    with pytest.raises(ConfigError, match="non-empty"):
+        tiny_stylizer.stylize(photo, "  ")
+
+
+def test_result_save_writes_metadata_and_refuses_overwrite(tiny_stylizer, photo, tmp_path):
+    result = tiny_stylizer.stylize(photo, "fire")
+    path = result.save(tmp_path / "out.png")
+    with Image.open(path) as img:
+        assert img.text["prompt"] == "fire"
+        assert json.loads(img.text["config"])["lambda_patch"] == 9000
+        assert json.loads(img.text["clipstyle"])["seed"] == 0
+    sidecar = json.loads((tmp_path / "out.json").read_text())
+    assert sidecar["prompt"] == "fire" and sidecar["content"] == str(photo)
+    assert sidecar["versions"]["torch"] == torch.__version__.split("+")[0]
+    before = path.read_bytes()
+    with pytest.raises(OutputExistsError):
+        result.save(path)
+    assert path.read_bytes() == before
+    result.save(path, overwrite=True)
+    jpg = result.save(tmp_path / "out2.jpg")
+    assert Image.open(jpg).format == "JPEG"
+
+
+def test_saved_unet_restyles_the_same_image(tiny_stylizer, photo, tmp_path):
+    result = tiny_stylizer.stylize(photo, "fire")
+    unet_path = result.save_unet(tmp_path / "style.unet.pt")
+    again = clipstyle_opt.apply_unet_file(unet_path, photo, output_size=96, device="cpu")
+    assert torch.allclose(again, result.tensor, atol=1e-5)
+
+
+def test_module_level_stylize_loads_its_own_encoders(tiny_config, photo):
+    result = clipstyle_opt.stylize(photo, "fire", config=tiny_config, steps=1)
+    assert result.image.size == (96, 64)
+    assert isinstance(result.config, StyleConfig) and result.config.steps == 1

@@ -161,12 +161,15 @@ class Stylizer:
         return self.config.replace(**overrides) if overrides else self.config
 
     def stylize(self, content: ImageSource, prompt: str, *, style_image: ImageSource | None = None,
-                callback: Callable[[StepInfo], None] | None = None, **overrides: Any) -> Result:
+                callback: Callable[[StepInfo], None] | None = None, batched_crops: bool = True,
+                **overrides: Any) -> Result:
         """Train a U-Net so that ``content`` takes on ``prompt``; return the stylized image.
 
         content / style_image: path, PIL image, HxWx3 array or (1, 3, H, W) tensor in [0, 1].
         overrides: any `StyleConfig` field except the encoder ones (steps=50, lambda_c=300, ...).
         callback: called after every step with a `StepInfo`.
+        batched_crops: False computes the crops one by one and the global view in its own
+            CLIP call, as the reference code does (same losses, slower): for verification.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("the prompt must be a non-empty text")
@@ -186,7 +189,8 @@ class Stylizer:
             style_full = load_image(style_image)
             style_tensor = resize(style_full, fit_size(*style_full.shape[-2:], config.size)).to(device)
 
-        objective = StyleObjective(self.clip, self.vgg, config, content_train, prompt, style_tensor)
+        objective = StyleObjective(self.clip, self.vgg, config, content_train, prompt, style_tensor,
+                                   batched=batched_crops)
         generator = torch.Generator().manual_seed(config.seed)
         unet = seeded_unet(config.unet_width, config.seed).to(device)
         optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **_adam_options(device))

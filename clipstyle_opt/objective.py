@@ -7,7 +7,9 @@ CLIP call on all crops plus the global view, and one VGG call.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import torch
 from torch.nn import functional as F
@@ -19,6 +21,10 @@ from .encoders.clip import ClipEncoder
 from .encoders.vgg import VGGFeatures
 
 TERM_NAMES = ("dir", "patch", "content", "tv", "style")
+
+
+def _no_section(name: str) -> ContextManager:
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -64,30 +70,41 @@ class StyleObjective:
         with autocast(image.device, self.clip.autocast_dtype):
             return self.vgg(image)
 
-    def clip_embeddings(self, image: torch.Tensor, params: augment.CropParams) -> tuple[torch.Tensor, torch.Tensor]:
+    def clip_embeddings(self, image: torch.Tensor, params: augment.CropParams,
+                        section: Callable[[str], ContextManager] = _no_section) -> tuple[torch.Tensor, torch.Tensor]:
         """(global (1, D), crops (N, D)) CLIP embeddings of a (1, 3, H, W) output."""
         size = self.clip.input_resolution
         if self.batched:
-            crops = augment.apply_batched(image, params, size)
-            whole = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False)
-            embeddings = self.clip.encode_image(torch.cat([whole, crops], dim=0))
+            with section("augment"):
+                crops = augment.apply_batched(image, params, size)
+                whole = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False)
+                batch = torch.cat([whole, crops], dim=0)
+            with section("clip"):
+                embeddings = self.clip.encode_image(batch)
             return embeddings[:1], embeddings[1:]
-        crops = augment.apply_per_crop(image, params, size)
-        return self.clip.encode_image(image), self.clip.encode_image(crops)
+        with section("augment"):
+            crops = augment.apply_per_crop(image, params, size)
+        with section("clip"):
+            return self.clip.encode_image(image), self.clip.encode_image(crops)
 
-    def terms(self, image: torch.Tensor, params: augment.CropParams) -> dict[str, torch.Tensor]:
-        """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1]."""
+    def terms(self, image: torch.Tensor, params: augment.CropParams,
+              section: Callable[[str], ContextManager] = _no_section) -> dict[str, torch.Tensor]:
+        """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1].
+
+        ``section(name)`` wraps each stage (augment, clip, vgg) for profiling.
+        """
         w = self.weights
         zero = image.new_zeros(())
         out: dict[str, torch.Tensor] = {}
         if w.dir or w.patch:
-            global_embedding, crop_embeddings = self.clip_embeddings(image, params)
+            global_embedding, crop_embeddings = self.clip_embeddings(image, params, section)
             out["dir"] = losses.directional_loss(global_embedding, self.source_embedding, self.direction)
             out["patch"] = losses.patch_loss(crop_embeddings, self.source_embedding, self.direction,
                                              self.config.threshold)
         else:  # both CLIP terms off: skip the CLIP call entirely
             out["dir"] = out["patch"] = zero
-        features = self._vgg(image)
+        with section("vgg"):
+            features = self._vgg(image)
         out["content"] = losses.content_loss(features, self.content_features, self.content_layers)
         out["style"] = losses.style_loss(features, self.target_grams, self.style_layers) if self.style_layers else zero
         out["tv"] = losses.total_variation(image)

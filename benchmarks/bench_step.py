@@ -1,0 +1,268 @@
+"""Seconds per optimization step at the reference settings: ours vs a loop built like the reference code.
+
+Settings: a 512x512 photo, 64 crops of 128 px, CLIP ViT-B/32 architecture
+with random weights (cost does not depend on weight values), the bundled
+VGG16 content loss. Each path runs in its own subprocess so peak memory is
+its own. Prints a table and writes JSON (default benchmarks/bench_step.json).
+
+    python benchmarks/bench_step.py                 # CPU, ours at auto precision
+    python benchmarks/bench_step.py --device cuda   # GPU
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clipstyle_opt import StyleConfig  # noqa: E402
+from clipstyle_opt.augment import sample_crop_params  # noqa: E402
+from clipstyle_opt.devices import autocast, precision_name, resolve_device, resolve_precision  # noqa: E402
+from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
+from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
+from clipstyle_opt.engine import seeded_unet  # noqa: E402
+from clipstyle_opt.imageio import load_image, resize  # noqa: E402
+from clipstyle_opt.objective import StyleObjective  # noqa: E402
+from clipstyle_opt.testing import RANDOM_CLIP_SIZES, CLIP  # noqa: E402
+
+PHOTO = ROOT / "examples" / "astronaut.png"
+PROMPT = "a watercolor painting"
+
+
+class Sections:
+    """Accumulates wall time per named stage; synchronizes CUDA around each."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        self._sync()
+        started = time.perf_counter()
+        yield
+        self._sync()
+        self.seconds[name] += time.perf_counter() - started
+
+
+def random_vit_b32(device: torch.device) -> CLIP:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return CLIP(*RANDOM_CLIP_SIZES["ViT-B/32"]).float().to(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def setup(device: torch.device, size: int):
+    config = StyleConfig(size=size, device=device.type)
+    content = resize(load_image(PHOTO), (size, size)).to(device)
+    vgg = load_vgg("vgg16", (*config.content_layers, *config.style_layers), device)
+    return config, content, vgg
+
+
+# --- ours --------------------------------------------------------------------
+
+def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size: int) -> dict:
+    config, content, vgg = setup(device, size)
+    clip = ClipEncoder(random_vit_b32(device)).to(device)
+    clip.autocast_dtype = resolve_precision(precision, device)
+    objective = StyleObjective(clip, vgg, config, content, PROMPT)
+    generator = torch.Generator().manual_seed(0)
+    unet = seeded_unet(16, 0).to(device)
+    optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **({"fused": True} if device.type == "cuda" else {}))
+    step_times, breakdown, losses = [], [], []
+    for step in range(warmup + steps):
+        sections = Sections(device)
+        sections._sync()
+        started = time.perf_counter()
+        params = sample_crop_params(config.n_crops, (size, size), config.crop_size, config.distortion, generator)
+        with sections("unet"):
+            output = unet(content)
+        terms = objective.terms(output, params, section=sections)
+        with sections("backward"):
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+        with sections("optimizer"):
+            optimizer.step()
+        sections._sync()
+        if step >= warmup:
+            step_times.append(time.perf_counter() - started)
+            breakdown.append(dict(sections.seconds))
+        losses.append({k: float(v) for k, v in terms.items()})
+    return {"path": "ours", "precision": precision_name(clip.autocast_dtype), "step_times": step_times,
+            "breakdown": {k: statistics.median(b[k] for b in breakdown) for k in breakdown[0]},
+            "losses": losses}
+
+
+# --- baseline: the reference implementation's structure ------------------------
+
+def run_baseline(device: torch.device, steps: int, warmup: int, size: int) -> dict:
+    """Per-crop torchvision augmentation in a Python loop, fp32, CLIP weights left trainable."""
+    from torchvision import transforms
+
+    config, content, vgg = setup(device, size)
+    clip_model = random_vit_b32(device)  # requires_grad stays True, as in the reference
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711], device=device).view(1, 3, 1, 1)
+
+    def clip_normalize(image):
+        image = torch.nn.functional.interpolate(image, size=224, mode="bicubic")
+        return (image - mean) / std
+
+    def encode_text(text):
+        from clipstyle_opt.encoders.clip import openai_clip
+        from clipstyle_opt.encoders.templates import fill_templates
+
+        tokens = openai_clip.tokenize(fill_templates(text)).to(device)
+        with torch.no_grad():
+            features = clip_model.encode_text(tokens).mean(0, keepdim=True)
+        return features / features.norm(dim=-1, keepdim=True)
+
+    text_direction = encode_text(PROMPT) - encode_text(config.source_text)
+    text_direction = text_direction / text_direction.norm(dim=-1, keepdim=True)
+    with torch.no_grad():
+        source = clip_model.encode_image(clip_normalize(content))
+        source = source / source.norm(dim=-1, keepdim=True)
+        content_features = vgg(content)
+    cropper = transforms.RandomCrop(config.crop_size)
+    augment = transforms.Compose([transforms.RandomPerspective(fill=0, p=1, distortion_scale=0.5),
+                                  transforms.Resize(224)])
+    torch.manual_seed(0)
+    unet = seeded_unet(16, 0).to(device)
+    optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr)
+    step_times = []
+    for step in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        target = unet(content)
+        target_features = vgg(target)
+        content_loss = sum(torch.mean((target_features[k] - content_features[k]) ** 2) for k in config.content_layers)
+        crops = [augment(cropper(target)) for _ in range(config.n_crops)]
+        image_features = clip_model.encode_image(clip_normalize(torch.cat(crops, dim=0)))
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        direction = image_features - source
+        direction = direction / direction.norm(dim=-1, keepdim=True)
+        patch = 1 - torch.cosine_similarity(direction, text_direction, dim=1)
+        patch[patch < config.threshold] = 0
+        glob = clip_model.encode_image(clip_normalize(target))
+        glob = glob / glob.norm(dim=-1, keepdim=True)
+        glob_direction = glob - source
+        glob_direction = glob_direction / glob_direction.norm(dim=-1, keepdim=True)
+        loss_glob = (1 - torch.cosine_similarity(glob_direction, text_direction, dim=1)).mean()
+        d = [target[:, :, :, :-1] - target[:, :, :, 1:], target[:, :, :-1, :] - target[:, :, 1:, :],
+             target[:, :, 1:, :-1] - target[:, :, :-1, 1:], target[:, :, :-1, :-1] - target[:, :, 1:, 1:]]
+        tv = sum(torch.norm(x) for x in d)
+        total = (config.lambda_patch * patch.mean() + config.lambda_c * content_loss
+                 + config.lambda_tv * tv + config.lambda_dir * loss_glob)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= warmup:
+            step_times.append(time.perf_counter() - started)
+    return {"path": "baseline", "precision": "fp32", "step_times": step_times, "breakdown": {}, "losses": []}
+
+
+def child(args) -> None:
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    device = resolve_device(args.device)
+    if args.mode == "baseline":
+        result = run_baseline(device, args.steps, args.warmup, args.size)
+    else:
+        result = run_ours(device, args.mode.split(":")[1], args.steps, args.warmup, args.size)
+    result["median_s"] = statistics.median(result["step_times"])
+    result["peak_mb"] = peak_memory_mb(device)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(mode: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--device", args.device, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--size", str(args.size), "--threads", str(args.threads)]
+    if mode == "baseline":
+        cmd[cmd.index("--steps") + 1] = str(args.baseline_steps)
+    print(f"running {mode} ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        model = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+        return f"{model.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
+    except (OSError, StopIteration):
+        return "cpu"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps of ours (after warm-up)")
+    parser.add_argument("--baseline-steps", type=int, default=3, help="timed steps of the baseline")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--precisions", default="auto,fp32", help="precisions of ours to time, comma-separated")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_step.json"))
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.mode = args.child
+        return child(args)
+
+    device = resolve_device(args.device)
+    runs = [spawn("baseline", args)] + [spawn(f"ours:{p}", args) for p in args.precisions.split(",")]
+    baseline = runs[0]
+    print(f"\n{device_name(device)} | torch {torch.__version__} | {args.size}x{args.size}, 64 crops of 128 px, "
+          f"ViT-B/32 (random weights), VGG16 content loss\n")
+    print(f"{'path':<10}{'precision':<10}{'median s/step':>14}{'peak MB':>10}{'vs baseline':>13}")
+    for run in runs:
+        ratio = baseline["median_s"] / run["median_s"]
+        print(f"{run['path']:<10}{run['precision']:<10}{run['median_s']:>14.3f}{run['peak_mb']:>10.0f}{ratio:>12.2f}x")
+    for run in runs[1:]:
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(run["breakdown"].items(), key=lambda kv: -kv[1]))
+        print(f"\nbreakdown of ours ({run['precision']}), median s: {parts}")
+    by_precision = {run["precision"]: run for run in runs[1:]}
+    if "bf16" in by_precision and "fp32" in by_precision:
+        print("\nloss terms on the same seed, bf16 vs fp32 (relative difference, first timed step):")
+        a, b = by_precision["bf16"]["losses"][args.warmup], by_precision["fp32"]["losses"][args.warmup]
+        for key in ("dir", "patch", "content", "tv", "total"):
+            print(f"  {key:<8} bf16 {a[key]:.6g}  fp32 {b[key]:.6g}  rel diff {abs(a[key] - b[key]) / max(abs(b[key]), 1e-12):.2e}")
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name(device),
+              "torch": torch.__version__, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "settings": {"size": args.size, "n_crops": 64, "crop_size": 128, "clip": "ViT-B/32 random",
+                           "vgg": "vgg16"}, "runs": runs}
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -232,6 +232,9 @@ def apply_command(unet: str, content: str, output: str, output_size: int | None,
     click.echo(f"wrote {out_path}", err=True)
 
 
+from . import cli_eval  # noqa: E402,F401  (registers eval and report)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="clipstyle")

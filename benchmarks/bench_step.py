@@ -99,17 +99,15 @@ def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size
         params = sample_crop_params(config.n_crops, (size, size), config.crop_size, config.distortion, generator)
         with sections("unet"):
             output = unet(content)
-        terms = objective.terms(output, params, section=sections)
-        with sections("backward"):
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
+        optimizer.zero_grad(set_to_none=True)
+        terms = objective.backward(output, params, config.clip_batch, section=sections)
         with sections("optimizer"):
             optimizer.step()
         sections._sync()
         if step >= warmup:
             step_times.append(time.perf_counter() - started)
             breakdown.append(dict(sections.seconds))
-        losses.append({k: float(v) for k, v in terms.items()})
+        losses.append(terms)
     return {"path": "ours", "precision": precision_name(clip.autocast_dtype), "step_times": step_times,
             "breakdown": {k: statistics.median(b[k] for b in breakdown) for k in breakdown[0]},
             "losses": losses}

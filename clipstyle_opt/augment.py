@@ -31,6 +31,13 @@ class CropParams:
     def to(self, device: torch.device) -> "CropParams":
         return CropParams(self.tops.to(device), self.lefts.to(device), self.size, self.homographies.to(device))
 
+    def __len__(self) -> int:
+        return int(self.tops.shape[0])
+
+    def subset(self, start: int, stop: int) -> "CropParams":
+        """Crops ``start`` to ``stop - 1``."""
+        return CropParams(self.tops[start:stop], self.lefts[start:stop], self.size, self.homographies[start:stop])
+
 
 def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Integers uniform in [0, high) elementwise (high >= 1)."""

@@ -39,6 +39,7 @@ FIELD_HELP: dict[str, str] = {
     "crop_size": "Crop side in px (clamped to the training image's short side).",
     "distortion": "Random perspective distortion of each crop, 0..1.",
     "threshold": "Patch rejection threshold on 1-cos (0 turns rejection off).",
+    "clip_batch": "Images per CLIP call in the backward pass (0: all 65 at once); memory vs speed only.",
     "seed": "Seed of all randomness (U-Net init, crops).",
     "device": "Where to compute.",
     "precision": "Autocast precision of the encoders (auto: bf16 where the hardware runs it natively).",

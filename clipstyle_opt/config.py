@@ -86,6 +86,9 @@ class StyleConfig:
     """Patch scores (1 - cos) below this are rejected (set to 0); 0 disables rejection."""
 
     # --- run --------------------------------------------------------------
+    clip_batch: int = 16
+    """Images per CLIP call when backpropagating the CLIP losses (0: all at once).
+    Changes memory and speed only, not the result (beyond float rounding)."""
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -104,7 +107,7 @@ class StyleConfig:
                 raise ConfigError(msg)
 
         for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
-                     "max_output_size", "seed"):
+                     "max_output_size", "seed", "clip_batch"):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool),
                   f"{name} must be an integer, got {value!r}")
@@ -118,6 +121,7 @@ class StyleConfig:
         check(self.n_crops >= 1, f"n_crops must be >= 1, got {self.n_crops}")
         check(self.crop_size >= 8, f"crop_size must be >= 8 px, got {self.crop_size}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check(self.clip_batch >= 0, f"clip_batch must be >= 0 (0: all at once), got {self.clip_batch}")
         for name in ("lr", "lr_decay", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
                      "lambda_style", "distortion", "threshold"):
             value = getattr(self, name)

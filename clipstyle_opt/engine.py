@@ -168,8 +168,9 @@ class Stylizer:
         content / style_image: path, PIL image, HxWx3 array or (1, 3, H, W) tensor in [0, 1].
         overrides: any `StyleConfig` field except the encoder ones (steps=50, lambda_c=300, ...).
         callback: called after every step with a `StepInfo`.
-        batched_crops: False computes the crops one by one and the global view in its own
-            CLIP call, as the reference code does (same losses, slower): for verification.
+        batched_crops: False computes the crops one by one, the global view in its own
+            CLIP call and one backward over everything, as the reference code does (same
+            losses, slower, more memory): for verification.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("the prompt must be a non-empty text")
@@ -205,14 +206,17 @@ class Stylizer:
             step_started = time.perf_counter()
             params = augment.sample_crop_params(config.n_crops, train_hw, config.crop_size,
                                                 config.distortion, generator)
-            output = unet(content_train)
-            terms = objective.terms(output, params)
             optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
+            output = unet(content_train)
+            if batched_crops:
+                values = objective.backward(output, params, config.clip_batch)
+            else:  # the reference's structure: one graph, one backward
+                terms = objective.terms(output, params)
+                terms["total"].backward()
+                values = {name: float(value.detach()) for name, value in terms.items()}
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]
             schedule.step()
-            values = {name: float(value.detach()) for name, value in terms.items()}
             seconds = time.perf_counter() - step_started
             step_seconds.append(seconds)
             history.append({"step": step, **values, "lr": lr, "seconds": seconds})

@@ -111,3 +111,63 @@ class StyleObjective:
         out["total"] = (w.patch * out["patch"] + w.content * out["content"] + w.tv * out["tv"]
                         + w.dir * out["dir"] + w.style * out["style"])
         return out
+
+    def backward(self, image: torch.Tensor, params: augment.CropParams, clip_batch: int = 0,
+                 section: Callable[[str], ContextManager] = _no_section) -> dict[str, float]:
+        """Backpropagate the weighted total of `terms` into ``image``'s graph; return the terms' values.
+
+        The CLIP losses are sums over images (the global view and each crop),
+        so their gradient with respect to the image is accumulated over chunks
+        of ``clip_batch`` images (0: all in one), each chunk's activations freed
+        before the next. The gradient equals the one-batch gradient up to float
+        rounding; peak memory falls by roughly the number of chunks.
+        """
+        w = self.weights
+        leaf = image.detach().requires_grad_(True)
+        values = {"dir": 0.0, "patch": 0.0, "style": 0.0}
+        if w.dir or w.patch:
+            size = self.clip.input_resolution
+            n_crops = len(params)
+            n_images = n_crops + 1  # index 0 is the whole image, 1.. the crops
+            n_chunks = -(-n_images // clip_batch) if clip_batch > 0 else 1
+            bounds = [round(i * n_images / n_chunks) for i in range(n_chunks + 1)]
+            for start, stop in zip(bounds[:-1], bounds[1:]):
+                first_crop, last_crop = max(start, 1) - 1, stop - 1
+                with section("augment"):
+                    batch = [augment.apply_batched(leaf, params.subset(first_crop, last_crop), size)]
+                    if start == 0:
+                        batch.insert(0, F.interpolate(leaf, size=(size, size), mode="bicubic", align_corners=False))
+                    batch = torch.cat(batch, dim=0)
+                with section("clip"):
+                    embeddings = self.clip.encode_image(batch)
+                loss = leaf.new_zeros(())
+                if start == 0:
+                    direction_loss = losses.directional_loss(embeddings[:1], self.source_embedding, self.direction)
+                    values["dir"] = float(direction_loss)
+                    loss = loss + w.dir * direction_loss
+                    embeddings = embeddings[1:]
+                if len(embeddings):
+                    share = len(embeddings) / n_crops  # the patch loss is a mean over all crops
+                    patch = losses.patch_loss(embeddings, self.source_embedding, self.direction,
+                                              self.config.threshold) * share
+                    values["patch"] += float(patch)
+                    loss = loss + w.patch * patch
+                with section("clip_backward"):
+                    loss.backward()
+        with section("vgg"):
+            features = self._vgg(leaf)
+        content = losses.content_loss(features, self.content_features, self.content_layers)
+        tv = losses.total_variation(leaf)
+        loss = w.content * content + w.tv * tv
+        values["content"], values["tv"] = float(content), float(tv)
+        if self.style_layers:
+            style = losses.style_loss(features, self.target_grams, self.style_layers)
+            values["style"] = float(style)
+            loss = loss + w.style * style
+        with section("vgg_backward"):
+            loss.backward()
+        with section("unet_backward"):
+            image.backward(leaf.grad)
+        values["total"] = (w.patch * values["patch"] + w.content * values["content"] + w.tv * values["tv"]
+                           + w.dir * values["dir"] + w.style * values["style"])
+        return values

@@ -62,3 +62,22 @@ def test_whole_runs_agree_over_the_first_steps(tiny_stylizer, photo):
             assert abs(a[key] - b[key]) <= 1e-5 * max(1.0, abs(b[key])), (a["step"], key, a[key], b[key])
     difference = (fast.tensor - slow.tensor).abs()
     assert float(difference.mean()) < 1e-3 and float(difference.max()) < 1e-2  # seen: 2e-4 and 2e-3
+
+
+def test_chunked_backward_gives_the_one_graph_gradient(tiny_clip, vgg16, tiny_config, photo):
+    """`StyleObjective.backward` accumulates the CLIP gradient chunk by chunk; it must equal
+    the gradient of `terms()['total']` backpropagated in one graph."""
+    content = resize(load_image(photo), (40, 64))
+    objective = StyleObjective(tiny_clip, vgg16, tiny_config.replace(threshold=0.0), content, "fire")
+    params = sample_crop_params(7, (40, 64), 32, 0.5, torch.Generator().manual_seed(3))
+    reference_unet, chunked_unet = seeded_unet(8, 0), seeded_unet(8, 0)
+    terms = objective.terms(reference_unet(content), params)
+    terms["total"].backward()
+    for clip_batch in (3, 0):
+        chunked_unet.zero_grad()
+        values = objective.backward(chunked_unet(content), params, clip_batch=clip_batch)
+        for key in ("dir", "patch", "content", "tv", "total"):
+            assert abs(values[key] - float(terms[key])) <= 1e-5 * max(1.0, abs(float(terms[key]))), key
+        flat_a = torch.cat([p.grad.flatten() for p in chunked_unet.parameters()])
+        flat_b = torch.cat([p.grad.flatten() for p in reference_unet.parameters()])
+        assert float((flat_a - flat_b).norm() / flat_b.norm()) < 1e-4

@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Train a *micro CLIP* on procedural texture-caption pairs, on CPU, in a few minutes.
+
+The model is OpenAI's own ``clip.model.CLIP`` class (a small ViT image tower
+and a small causal text transformer), so the saved fp16 state dict loads with
+``clip.load(path, jit=False)`` and ``clip.model.build_model`` like an OpenAI
+checkpoint. It learns what colour words ("red", ...) and pattern words
+("stripes", ...) look like from images made by
+`clipstyle_opt.testing.textures`, freshly generated at every step, and what
+"a photo" looks like (photo-like clutter), also through the 79 ImageNet
+prompt templates the stylization uses.
+
+Loss: symmetric InfoNCE with a learnable logit scale, with multi-positive
+targets: a batch repeats (colour, pattern) classes and some captions name
+only the colour or only the pattern, so every caption that truly describes
+an image counts as a positive for it (uniform target over the positives)
+instead of being pushed away as a false negative.
+
+Images: rendered at ``--render-size`` px, randomly cropped (resized crops,
+mild rotation/shear, flips) to the model's input resolution with bicubic
+sampling, then normalized with OpenAI CLIP's mean/std, exactly as the project
+feeds CLIP.
+
+Example (the command that made tests/data/micro_clip.pt)::
+
+    python tools/train_micro_clip.py --out tests/data/micro_clip.pt --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+# Several processes may share the two cores; busy-waiting OpenMP threads then slow each
+# other down many times over. Must be set before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+with warnings.catch_warnings():  # clip-anytorch imports the deprecated pkg_resources
+    warnings.simplefilter("ignore")
+    import clip
+    from clip.model import CLIP
+
+from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES  # noqa: E402
+from clipstyle_opt.testing.textures import (  # noqa: E402
+    CLIP_MEAN, CLIP_STD, make_batch, make_training_batch, tokenize_trimmed, zero_shot_accuracy,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="tests/data/micro_clip.pt", help="output checkpoint (fp16 state dict)")
+    p.add_argument("--seed", type=int, default=0, help="seed of torch and of the data generator")
+    p.add_argument("--steps", type=int, default=800, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=128, help="image-caption pairs per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay on matrices")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16: autocast matmuls to bfloat16 (fp32 master weights; fast on CPUs with "
+                        "AVX512-BF16/AMX); auto: bf16 where the CPU supports it, else fp32")
+    p.add_argument("--render-size", type=int, default=88, help="side in px of the rendered images before cropping")
+    p.add_argument("--min-crop", type=float, default=0.5, help="smallest crop side, as a fraction of the render")
+    p.add_argument("--templated-fraction", type=float, default=0.4,
+                   help="share of captions wrapped in an ImageNet prompt template")
+    p.add_argument("--blend-fraction", type=float, default=0.3,
+                   help="share of textures blended over photo-like clutter")
+    p.add_argument("--photo-fraction", type=float, default=0.06,
+                   help="share of pure clutter images captioned 'a photo'")
+    p.add_argument("--partial-fraction", type=float, default=0.2,
+                   help="share of captions naming only the colour or only the pattern")
+    g = p.add_argument_group("model (clip.model.CLIP arguments)")
+    g.add_argument("--embed-dim", type=int, default=128)
+    g.add_argument("--image-resolution", type=int, default=64)
+    g.add_argument("--vision-layers", type=int, default=4)
+    g.add_argument("--vision-width", type=int, default=192)
+    g.add_argument("--vision-patch-size", type=int, default=8)
+    g.add_argument("--text-width", type=int, default=128, help="text heads are width // 64, as build_model infers")
+    g.add_argument("--text-layers", type=int, default=3)
+    g.add_argument("--context-length", type=int, default=77)
+    g.add_argument("--vocab-size", type=int, default=49408)
+    p.add_argument("--eval-images", type=int, default=512, help="held-out images for the zero-shot check")
+    p.add_argument("--log-every", type=int, default=50)
+    return p.parse_args(argv)
+
+
+def augment(images: torch.Tensor, out_size: int, min_crop: float, generator: torch.Generator) -> torch.Tensor:
+    """Random resized crops (side min_crop..1 of the image), rotation +-15 deg, shear/aspect +-10 %,
+    flips; one batched bicubic ``grid_sample`` to ``out_size`` px. (N, 3, H, W) -> (N, 3, out, out)."""
+    n = images.shape[0]
+    u = torch.rand(n, 7, generator=generator)
+    side = min_crop + (1 - min_crop) * u[:, 0]
+    angle = (u[:, 1] - 0.5) * (math.pi / 6)
+    aspect = 1 + (u[:, 2] - 0.5) * 0.2
+    shear = (u[:, 3] - 0.5) * 0.2
+    flip = torch.where(u[:, 4] < 0.5, -1.0, 1.0)
+    # Centre of the crop so that its (unrotated) square stays inside the image.
+    cx = (u[:, 5] * 2 - 1) * (1 - side)
+    cy = (u[:, 6] * 2 - 1) * (1 - side)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    sx, sy = side * aspect * flip, side / aspect
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = cos * sx
+    theta[:, 0, 1] = -sin * sy + shear * sy
+    theta[:, 1, 0] = sin * sx
+    theta[:, 1, 1] = cos * sy
+    theta[:, 0, 2] = cx
+    theta[:, 1, 2] = cy
+    grid = F.affine_grid(theta, [n, 3, out_size, out_size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bicubic", padding_mode="reflection", align_corners=False)
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                     positives: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE with multi-positive targets (uniform over each row's/column's positives)."""
+    image_features = F.normalize(image_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    logits = logit_scale.exp() * image_features @ text_features.T
+    target = positives.float()
+    loss_i = -(target / target.sum(1, keepdim=True) * logits.log_softmax(dim=1)).sum(1).mean()
+    loss_t = -(target / target.sum(0, keepdim=True) * logits.log_softmax(dim=0)).sum(0).mean()
+    return (loss_i + loss_t) / 2
+
+
+def build(args: argparse.Namespace) -> CLIP:
+    heads = args.text_width // 64
+    if heads < 1:
+        raise SystemExit("--text-width must be >= 64 (clip's build_model infers text heads = width // 64)")
+    return CLIP(args.embed_dim, args.image_resolution, args.vision_layers, args.vision_width,
+                args.vision_patch_size, args.context_length, args.vocab_size, args.text_width, heads,
+                args.text_layers)
+
+
+def fp16_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
+    """The state dict with every float tensor in fp16 (OpenAI ships fp16 weights); `build_model`
+    casts each tensor to its parameter's dtype on loading, so the file loads unchanged."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    model = build(args)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and torch.backends.mkldnn.is_available()
+                                        and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=args.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+
+    def lr_at(step: int) -> float:
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"micro CLIP: {n_params / 1e6:.2f} M parameters, {args.steps} steps x {args.batch_size} pairs, "
+          f"{torch.get_num_threads()} threads, {'bf16 autocast' if bf16 else 'fp32'}", flush=True)
+    start = time.perf_counter()
+    data_time = 0.0
+    running = None
+    model.train()
+    for step in range(args.steps):
+        t0 = time.perf_counter()
+        batch = make_training_batch(args.batch_size, args.render_size, rng,
+                                    templated_fraction=args.templated_fraction,
+                                    blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
+                                    partial_fraction=args.partial_fraction)
+        images = augment(batch.images, args.image_resolution, args.min_crop, generator)
+        images = (images - mean) / std
+        unique = sorted(set(batch.captions))
+        index = torch.tensor([unique.index(c) for c in batch.captions])
+        tokens = tokenize_trimmed(unique, args.context_length)
+        positives = batch.positives()
+        data_time += time.perf_counter() - t0
+
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        # The math attention kernel: the CPU flash-attention backward is slow in bf16.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), sdpa_kernel(SDPBackend.MATH):
+            image_features = model.encode_image(images)
+            text_features = model.encode_text(tokens)[index]
+        loss = contrastive_loss(image_features.float(), text_features.float(), model.logit_scale, positives)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        value = loss.item()
+        running = value if running is None else 0.95 * running + 0.05 * value
+        if (step + 1) % args.log_every == 0 or step == 0:
+            elapsed = time.perf_counter() - start
+            print(f"step {step + 1:5d}/{args.steps}  loss {running:.3f}  scale {model.logit_scale.exp():.1f}  "
+                  f"lr {lr_at(step):.2e}  {elapsed:.0f} s (data {data_time:.0f} s)", flush=True)
+    train_time = time.perf_counter() - start
+    print(f"training time: {train_time:.1f} s ({data_time:.1f} s making data)", flush=True)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(fp16_state_dict(model), out)
+    size = out.stat().st_size
+
+    # Held-out check on the saved (fp16) weights, reloaded the way the project loads them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reloaded, _ = clip.load(str(out), device="cpu", jit=False)
+    reloaded.eval()
+    eval_rng = np.random.default_rng([args.seed, 7919])  # a stream training never draws from
+    images, _, labels = make_batch(args.eval_images, args.render_size, eval_rng)
+    blended, _, blended_labels = make_batch(args.eval_images // 2, args.render_size, eval_rng, blend_fraction=1.0)
+    plain = zero_shot_accuracy(reloaded, images, labels)
+    templated = zero_shot_accuracy(reloaded, images, labels, IMAGENET_TEMPLATES)
+    over_clutter = zero_shot_accuracy(reloaded, blended, blended_labels)
+    report = {
+        "command": "python tools/train_micro_clip.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
+        "train_time_s": round(train_time, 1), "data_time_s": round(data_time, 1),
+        "size_bytes": size, "parameters": n_params, "threads": args.threads,
+        "precision": "bf16" if bf16 else "fp32",
+        "eval_images": args.eval_images,
+        "zero_shot_plain": plain, "zero_shot_templated": templated, "zero_shot_blended_plain": over_clutter,
+        "logit_scale": float(reloaded.logit_scale.detach().exp()),
+    }
+    with open(out.with_suffix(".json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(f"saved {out} ({size / 2**20:.2f} MiB)")
+    for name, acc in (("plain captions", plain), ("templated prompts", templated),
+                      ("blended over clutter", over_clutter)):
+        print(f"held-out zero-shot, {name}: " + ", ".join(f"{k} {v:.1%}" for k, v in acc.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

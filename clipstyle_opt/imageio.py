@@ -129,6 +129,12 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +142,7 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

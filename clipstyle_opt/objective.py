@@ -143,14 +143,14 @@ class StyleObjective:
                 loss = leaf.new_zeros(())
                 if start == 0:
                     direction_loss = losses.directional_loss(embeddings[:1], self.source_embedding, self.direction)
-                    values["dir"] = float(direction_loss)
+                    values["dir"] = float(direction_loss.detach())
                     loss = loss + w.dir * direction_loss
                     embeddings = embeddings[1:]
                 if len(embeddings):
                     share = len(embeddings) / n_crops  # the patch loss is a mean over all crops
                     patch = losses.patch_loss(embeddings, self.source_embedding, self.direction,
                                               self.config.threshold) * share
-                    values["patch"] += float(patch)
+                    values["patch"] += float(patch.detach())
                     loss = loss + w.patch * patch
                 with section("clip_backward"):
                     loss.backward()
@@ -159,10 +159,10 @@ class StyleObjective:
         content = losses.content_loss(features, self.content_features, self.content_layers)
         tv = losses.total_variation(leaf)
         loss = w.content * content + w.tv * tv
-        values["content"], values["tv"] = float(content), float(tv)
+        values["content"], values["tv"] = float(content.detach()), float(tv.detach())
         if self.style_layers:
             style = losses.style_loss(features, self.target_grams, self.style_layers)
-            values["style"] = float(style)
+            values["style"] = float(style.detach())
             loss = loss + w.style * style
         with section("vgg_backward"):
             loss.backward()

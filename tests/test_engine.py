@@ -84,6 +84,7 @@ def test_result_save_writes_metadata_and_refuses_overwrite(tiny_stylizer, photo,
     sidecar = json.loads((tmp_path / "out.json").read_text())
     assert sidecar["prompt"] == "fire" and sidecar["content"] == str(photo)
     assert sidecar["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert path.stat().st_mode & 0o644 == 0o644, "outputs get the usual permissions, not mkstemp's 0600"
     before = path.read_bytes()
     with pytest.raises(OutputExistsError):
         result.save(path)

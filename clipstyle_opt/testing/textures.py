@@ -287,6 +287,17 @@ def _to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
+def _random_texture(size: int, rng: np.random.Generator, blend_fraction: float) -> tuple[np.ndarray, str, str]:
+    """One random colour x pattern texture, blended over clutter with probability ``blend_fraction``."""
+    colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
+    image = render_texture(colour, pattern, size, rng)
+    if rng.random() < blend_fraction:
+        alpha = rng.uniform(0.45, 0.9)
+        image = alpha * image + (1 - alpha) * render_clutter(size, rng)
+    return image, colour, pattern
+
+
 def make_batch(n: int, size: int, rng: np.random.Generator, *, templated_fraction: float = 0.0,
                blend_fraction: float = 0.0) -> tuple[torch.Tensor, list[str], list[tuple[str, str]]]:
     """``n`` random textures (uniform colour and pattern) with captions and labels.
@@ -296,15 +307,9 @@ def make_batch(n: int, size: int, rng: np.random.Generator, *, templated_fractio
     opacity 0.45..0.9). Returns images (N, 3, size, size) float32 in [0, 1],
     captions, and (colour, pattern) labels.
     """
-    colours, patterns = list(COLOURS), PATTERNS
     images, captions, labels = [], [], []
     for _ in range(n):
-        colour = colours[int(rng.integers(len(colours)))]
-        pattern = patterns[int(rng.integers(len(patterns)))]
-        image = render_texture(colour, pattern, size, rng)
-        if rng.random() < blend_fraction:
-            alpha = rng.uniform(0.45, 0.9)
-            image = alpha * image + (1 - alpha) * render_clutter(size, rng)
+        image, colour, pattern = _random_texture(size, rng, blend_fraction)
         images.append(image)
         captions.append(caption_for(colour, pattern, rng, templated_fraction))
         labels.append((colour, pattern))
@@ -352,7 +357,6 @@ def make_training_batch(n: int, size: int, rng: np.random.Generator, *, template
     partial_fraction: share of texture captions naming only the colour or
     only the pattern. templated_fraction, blend_fraction: see `make_batch`.
     """
-    colours, patterns = list(COLOURS), PATTERNS
     images, captions, image_labels, caption_labels = [], [], [], []
     for _ in range(n):
         if rng.random() < photo_fraction:
@@ -361,12 +365,7 @@ def make_training_batch(n: int, size: int, rng: np.random.Generator, *, template
             caption_labels.append((None, None))
             captions.append(_partial_caption(None, None, rng, templated_fraction))
             continue
-        colour = colours[int(rng.integers(len(colours)))]
-        pattern = patterns[int(rng.integers(len(patterns)))]
-        image = render_texture(colour, pattern, size, rng)
-        if rng.random() < blend_fraction:
-            alpha = rng.uniform(0.45, 0.9)
-            image = alpha * image + (1 - alpha) * render_clutter(size, rng)
+        image, colour, pattern = _random_texture(size, rng, blend_fraction)
         images.append(image)
         image_labels.append((colour, pattern))
         named: Attributes = (colour, pattern)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager, Mapping
 
 import torch
 from torch.nn import functional as F
@@ -40,6 +40,11 @@ class LossWeights:
     @classmethod
     def from_config(cls, config: StyleConfig) -> "LossWeights":
         return cls(config.lambda_dir, config.lambda_patch, config.lambda_c, config.lambda_tv, config.lambda_style)
+
+    def total(self, terms: Mapping[str, Any]) -> Any:
+        """The weighted sum of the terms (tensors or floats)."""
+        return (self.patch * terms["patch"] + self.content * terms["content"] + self.tv * terms["tv"]
+                + self.dir * terms["dir"] + self.style * terms["style"])
 
 
 class StyleObjective:
@@ -108,8 +113,7 @@ class StyleObjective:
         out["content"] = losses.content_loss(features, self.content_features, self.content_layers)
         out["style"] = losses.style_loss(features, self.target_grams, self.style_layers) if self.style_layers else zero
         out["tv"] = losses.total_variation(image)
-        out["total"] = (w.patch * out["patch"] + w.content * out["content"] + w.tv * out["tv"]
-                        + w.dir * out["dir"] + w.style * out["style"])
+        out["total"] = w.total(out)
         return out
 
     def backward(self, image: torch.Tensor, params: augment.CropParams, clip_batch: int = 0,
@@ -168,6 +172,5 @@ class StyleObjective:
             loss.backward()
         with section("unet_backward"):
             image.backward(leaf.grad)
-        values["total"] = (w.patch * values["patch"] + w.content * values["content"] + w.tv * values["tv"]
-                           + w.dir * values["dir"] + w.style * values["style"])
+        values["total"] = w.total(values)
         return values

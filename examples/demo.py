@@ -42,11 +42,11 @@ def main() -> int:
         if not MICRO_CLIP.is_file():
             print(f"and the bundled micro CLIP ({MICRO_CLIP}) is missing: nothing to demonstrate with")
             return 1
-        prompt = sys.argv[2] if len(sys.argv) > 2 else "red stripes"
+        prompt = sys.argv[2] if len(sys.argv) > 2 else "blue stripes"
         print(f"falling back to the bundled micro CLIP with prompt {prompt!r} (it knows only colours and patterns)")
-        # Settings under which the micro model draws the pattern, not just the colour (tests/data/README).
-        config = StyleConfig(clip_model=str(MICRO_CLIP), size=256, steps=200, crop_size=64, threshold=0.0,
-                             lambda_c=300.0)
+        # The README's "pattern" settings for the micro model (threshold off, more content, small crops).
+        config = StyleConfig(clip_model=str(MICRO_CLIP), size=192, steps=300, lr_decay_every=150, crop_size=48,
+                             threshold=0.0, lambda_c=300.0)
         stylizer = Stylizer(config)
     print(f"stylizing {photo.name} with {prompt!r} on {stylizer.device} ({config.steps} steps)")
     per_call = {k: v for k, v in config.to_dict().items() if k not in ENCODER_KEYS}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig  # noqa: E402
 from clipstyle_opt.augment import sample_crop_params  # noqa: E402
-from clipstyle_opt.devices import autocast, precision_name, resolve_device, resolve_precision  # noqa: E402
+from clipstyle_opt.devices import precision_name, resolve_device, resolve_precision  # noqa: E402
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
 from clipstyle_opt.engine import seeded_unet  # noqa: E402

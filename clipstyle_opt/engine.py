@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 from . import augment
@@ -66,7 +67,7 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def image(self) -> "Image.Image":  # noqa: F821 (PIL, imported lazily)
+    def image(self) -> Image.Image:
         """The result as an 8-bit RGB PIL image."""
         return to_pil(self.tensor)
 

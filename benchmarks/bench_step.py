@@ -82,10 +82,12 @@ def setup(device: torch.device, size: int):
 
 # --- ours --------------------------------------------------------------------
 
-def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size: int) -> dict:
+def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size: int, compile: bool) -> dict:
     config, content, vgg = setup(device, size)
     clip = ClipEncoder(random_vit_b32(device)).to(device)
     clip.autocast_dtype = resolve_precision(precision, device)
+    if compile:  # compiled during set-up and the warm-up steps, which are not timed
+        clip.compile_image_tower()
     objective = StyleObjective(clip, vgg, config, content, PROMPT)
     generator = torch.Generator().manual_seed(0)
     unet = seeded_unet(16, 0).to(device)
@@ -107,7 +109,8 @@ def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size
             step_times.append(time.perf_counter() - started)
             breakdown.append(dict(sections.seconds))
         losses.append(terms)
-    return {"path": "ours", "precision": precision_name(clip.autocast_dtype), "step_times": step_times,
+    return {"path": "ours+compile" if compile else "ours", "precision": precision_name(clip.autocast_dtype),
+            "step_times": step_times,
             "breakdown": {k: statistics.median(b[k] for b in breakdown) for k in breakdown[0]},
             "losses": losses}
 
@@ -189,7 +192,8 @@ def child(args) -> None:
     if args.mode == "baseline":
         result = run_baseline(device, args.steps, args.warmup, args.size)
     else:
-        result = run_ours(device, args.mode.split(":")[1], args.steps, args.warmup, args.size)
+        _, precision, *flags = args.mode.split(":")
+        result = run_ours(device, precision, args.steps, args.warmup, args.size, compile="compile" in flags)
     result["median_s"] = statistics.median(result["step_times"])
     result["peak_mb"] = peak_memory_mb(device)
     print("RESULT " + json.dumps(result), flush=True)
@@ -227,6 +231,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--precisions", default="auto,fp32", help="precisions of ours to time, comma-separated")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours at auto precision with CLIP's image tower compiled (--compile)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_step.json"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -236,18 +242,19 @@ def main() -> None:
         return child(args)
 
     device = resolve_device(args.device)
-    runs = [spawn("baseline", args)] + [spawn(f"ours:{p}", args) for p in args.precisions.split(",")]
+    modes = [f"ours:{p}" for p in args.precisions.split(",")] + (["ours:auto:compile"] if args.compile else [])
+    runs = [spawn("baseline", args)] + [spawn(mode, args) for mode in modes]
     baseline = runs[0]
     print(f"\n{device_name(device)} | torch {torch.__version__} | {args.size}x{args.size}, 64 crops of 128 px, "
           f"ViT-B/32 (random weights), VGG16 content loss\n")
-    print(f"{'path':<10}{'precision':<10}{'median s/step':>14}{'peak MB':>10}{'vs baseline':>13}")
+    print(f"{'path':<14}{'precision':<10}{'median s/step':>14}{'peak MB':>10}{'vs baseline':>13}")
     for run in runs:
         ratio = baseline["median_s"] / run["median_s"]
-        print(f"{run['path']:<10}{run['precision']:<10}{run['median_s']:>14.3f}{run['peak_mb']:>10.0f}{ratio:>12.2f}x")
+        print(f"{run['path']:<14}{run['precision']:<10}{run['median_s']:>14.3f}{run['peak_mb']:>10.0f}{ratio:>12.2f}x")
     for run in runs[1:]:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(run["breakdown"].items(), key=lambda kv: -kv[1]))
-        print(f"\nbreakdown of ours ({run['precision']}), median s: {parts}")
-    by_precision = {run["precision"]: run for run in runs[1:]}
+        print(f"\nbreakdown of {run['path']} ({run['precision']}), median s: {parts}")
+    by_precision = {run["precision"]: run for run in runs[1:] if run["path"] == "ours"}
     if "bf16" in by_precision and "fp32" in by_precision:
         print("\nloss terms on the same seed, bf16 vs fp32 (relative difference, first timed step):")
         a, b = by_precision["bf16"]["losses"][args.warmup], by_precision["fp32"]["losses"][args.warmup]

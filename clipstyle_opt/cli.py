@@ -41,6 +41,7 @@ FIELD_HELP: dict[str, str] = {
     "threshold": "Patch rejection threshold on 1-cos (0 turns rejection off).",
     "clip_batch": "Images per CLIP call in the backward pass (0: all 65 at once); memory vs speed only.",
     "seed": "Seed of all randomness (U-Net init, crops).",
+    "compile": "torch.compile CLIP's image tower: slow first step, faster after (pays on long runs; needs a C++ compiler).",
     "device": "Where to compute.",
     "precision": "Autocast precision of the encoders (auto: bf16 where the hardware runs it natively).",
 }
@@ -60,6 +61,11 @@ def _config_options(command: Callable) -> Callable:
     defaults = StyleConfig()
     for item in reversed(fields(StyleConfig)):
         default = getattr(defaults, item.name)
+        if isinstance(default, bool):
+            flag = f"{_flag(item.name)}/--no-{item.name.replace('_', '-')}"
+            command = click.option(flag, item.name, default=default, help=FIELD_HELP[item.name],
+                                   show_default=True)(command)
+            continue
         if item.name in _CHOICES:
             kind: Any = click.Choice(_CHOICES[item.name])
         elif isinstance(default, tuple):

@@ -90,6 +90,9 @@ class StyleConfig:
     """Images per CLIP call when backpropagating the CLIP losses (0: all at once).
     Changes memory and speed only, not the result (beyond float rounding)."""
     seed: int = 0
+    compile: bool = False
+    """torch.compile CLIP's image tower: tens of seconds of compiling once per Stylizer, then
+    faster steps (on this 2-core CPU 0.35 s less per reference step); needs a C++ compiler on CPU."""
     device: str = "auto"
     precision: str = "auto"
     """Autocast dtype for the encoders: auto (bf16 where the device runs it fast), fp32, bf16, fp16."""
@@ -135,6 +138,7 @@ class StyleConfig:
         check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         check(isinstance(self.clip_model, str) and self.clip_model != "", "clip_model must be a model name or a file path")
+        check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
         check(isinstance(self.source_text, str), "source_text must be a string")
         for group in ("content_layers", "style_layers"):
             layers = getattr(self, group)

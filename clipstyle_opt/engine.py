@@ -25,7 +25,7 @@ from .objective import TERM_NAMES, StyleObjective
 from .unet import StyleUNet
 
 # Changing these needs other encoders, so they are fixed per Stylizer.
-ENCODER_KEYS = ("clip_model", "vgg", "device", "precision", "content_layers", "style_layers")
+ENCODER_KEYS = ("clip_model", "vgg", "device", "precision", "content_layers", "style_layers", "compile")
 
 
 @dataclass
@@ -151,6 +151,8 @@ class Stylizer:
         started = time.perf_counter()
         self.clip = (clip or load_clip(self.config.clip_model, self.device)).to(self.device)
         self.clip.autocast_dtype = self.autocast_dtype
+        if self.config.compile:
+            self.clip.compile_image_tower()
         layers = (*self.config.content_layers, *self.config.style_layers)
         self.vgg = (vgg or load_vgg(self.config.vgg, layers, self.device)).to(self.device)
         self.load_seconds = time.perf_counter() - started

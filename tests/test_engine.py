@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import clipstyle_opt
-from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig
+from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig, Stylizer
 
 
 def test_loop_lowers_the_total_loss(tiny_stylizer, photo):
@@ -105,3 +105,16 @@ def test_module_level_stylize_loads_its_own_encoders(tiny_config, photo):
     result = clipstyle_opt.stylize(photo, "fire", config=tiny_config, steps=1)
     assert result.image.size == (96, 64)
     assert isinstance(result.config, StyleConfig) and result.config.steps == 1
+
+
+def test_compiled_image_tower_gives_the_same_losses(tiny_config, tiny_clip_path, vgg16, photo):
+    from clipstyle_opt.encoders.clip import load_clip
+
+    eager = Stylizer(tiny_config, clip=load_clip(str(tiny_clip_path)), vgg=vgg16).stylize(photo, "fire", steps=2)
+    compiled_config = tiny_config.replace(compile=True)
+    stylizer = Stylizer(compiled_config, clip=load_clip(str(tiny_clip_path)), vgg=vgg16)
+    assert isinstance(stylizer.clip.model.visual, torch._dynamo.eval_frame.OptimizedModule)
+    compiled = stylizer.stylize(photo, "fire", steps=2)
+    for a, b in zip(eager.history, compiled.history):
+        for key in ("dir", "patch", "content", "tv", "total"):
+            assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(b[key])), key

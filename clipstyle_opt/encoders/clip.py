@@ -82,6 +82,11 @@ class ClipEncoder(nn.Module):
         _cast_matmul_weights(self.model, dtype or torch.float32)
         self._dtype = dtype
 
+    def compile_image_tower(self) -> None:
+        """Replace the image tower by its torch.compile'd version (compiled on first use, per input shape)."""
+        if not isinstance(self.model.visual, torch._dynamo.eval_frame.OptimizedModule):
+            self.model.visual = torch.compile(self.model.visual)
+
     @property
     def device(self) -> torch.device:
         return self.mean.device

@@ -75,18 +75,35 @@ class StyleObjective:
         with autocast(image.device, self.clip.autocast_dtype):
             return self.vgg(image)
 
+    def _clip_views(self, image: torch.Tensor, params: augment.CropParams, with_whole: bool) -> torch.Tensor:
+        """The crops of ``params`` at CLIP's input size, led by the whole image if ``with_whole``."""
+        size = self.clip.input_resolution
+        views = [augment.apply_batched(image, params, size)]
+        if with_whole:
+            views.insert(0, F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False))
+        return torch.cat(views, dim=0)
+
+    def _pixel_terms(self, image: torch.Tensor,
+                     section: Callable[[str], ContextManager]) -> dict[str, torch.Tensor]:
+        """The VGG content and style terms and TV of an output (style only with a style image)."""
+        with section("vgg"):
+            features = self._vgg(image)
+        out = {"content": losses.content_loss(features, self.content_features, self.content_layers),
+               "tv": losses.total_variation(image)}
+        if self.style_layers:
+            out["style"] = losses.style_loss(features, self.target_grams, self.style_layers)
+        return out
+
     def clip_embeddings(self, image: torch.Tensor, params: augment.CropParams,
                         section: Callable[[str], ContextManager] = _no_section) -> tuple[torch.Tensor, torch.Tensor]:
         """(global (1, D), crops (N, D)) CLIP embeddings of a (1, 3, H, W) output."""
-        size = self.clip.input_resolution
         if self.batched:
             with section("augment"):
-                crops = augment.apply_batched(image, params, size)
-                whole = F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False)
-                batch = torch.cat([whole, crops], dim=0)
+                batch = self._clip_views(image, params, with_whole=True)
             with section("clip"):
                 embeddings = self.clip.encode_image(batch)
             return embeddings[:1], embeddings[1:]
+        size = self.clip.input_resolution
         with section("augment"):
             crops = augment.apply_per_crop(image, params, size)
         with section("clip"):
@@ -108,11 +125,8 @@ class StyleObjective:
                                              self.config.threshold)
         else:  # both CLIP terms off: skip the CLIP call entirely
             out["dir"] = out["patch"] = zero
-        with section("vgg"):
-            features = self._vgg(image)
-        out["content"] = losses.content_loss(features, self.content_features, self.content_layers)
-        out["style"] = losses.style_loss(features, self.target_grams, self.style_layers) if self.style_layers else zero
-        out["tv"] = losses.total_variation(image)
+        out["style"] = zero
+        out.update(self._pixel_terms(image, section))
         out["total"] = w.total(out)
         return out
 
@@ -130,7 +144,6 @@ class StyleObjective:
         leaf = image.detach().requires_grad_(True)
         values = {"dir": 0.0, "patch": 0.0, "style": 0.0}
         if w.dir or w.patch:
-            size = self.clip.input_resolution
             n_crops = len(params)
             n_images = n_crops + 1  # index 0 is the whole image, 1.. the crops
             n_chunks = -(-n_images // clip_batch) if clip_batch > 0 else 1
@@ -138,10 +151,7 @@ class StyleObjective:
             for start, stop in zip(bounds[:-1], bounds[1:]):
                 first_crop, last_crop = max(start, 1) - 1, stop - 1
                 with section("augment"):
-                    batch = [augment.apply_batched(leaf, params.subset(first_crop, last_crop), size)]
-                    if start == 0:
-                        batch.insert(0, F.interpolate(leaf, size=(size, size), mode="bicubic", align_corners=False))
-                    batch = torch.cat(batch, dim=0)
+                    batch = self._clip_views(leaf, params.subset(first_crop, last_crop), with_whole=start == 0)
                 with section("clip"):
                     embeddings = self.clip.encode_image(batch)
                 loss = leaf.new_zeros(())
@@ -158,16 +168,9 @@ class StyleObjective:
                     loss = loss + w.patch * patch
                 with section("clip_backward"):
                     loss.backward()
-        with section("vgg"):
-            features = self._vgg(leaf)
-        content = losses.content_loss(features, self.content_features, self.content_layers)
-        tv = losses.total_variation(leaf)
-        loss = w.content * content + w.tv * tv
-        values["content"], values["tv"] = float(content.detach()), float(tv.detach())
-        if self.style_layers:
-            style = losses.style_loss(features, self.target_grams, self.style_layers)
-            values["style"] = float(style.detach())
-            loss = loss + w.style * style
+        pixel_terms = self._pixel_terms(leaf, section)
+        loss = sum(getattr(w, name) * term for name, term in pixel_terms.items())
+        values.update({name: float(term.detach()) for name, term in pixel_terms.items()})
         with section("vgg_backward"):
             loss.backward()
         with section("unet_backward"):

@@ -47,6 +47,34 @@ def test_prompt_is_mean_of_79_template_embeddings_then_normalized(tiny_clip):
     assert not torch.allclose(tiny_clip.encode_prompt("fire"), tiny_clip.encode_prompt("water"))
 
 
+def test_speed_rewrites_compute_what_the_untouched_model_computes(tiny_clip, tiny_clip_path):
+    """ClipEncoder swaps the patch-embedding conv for a matmul and QuickGELU for a SiLU form;
+    embeddings and input gradients must match clip's own modules to float noise (fp32)."""
+    from clip.model import QuickGELU
+
+    from clipstyle_opt.encoders.clip import PatchEmbedding, QuickGELUViaSiLU
+
+    untouched, _ = openai_clip.load(str(tiny_clip_path), device="cpu", jit=False)
+    untouched = untouched.float().eval()
+    assert isinstance(untouched.visual.conv1, torch.nn.Conv2d)  # the comparison is against the original modules
+    assert any(isinstance(m, QuickGELU) for m in untouched.modules())
+    assert isinstance(tiny_clip.model.visual.conv1, PatchEmbedding)
+    assert not any(isinstance(m, QuickGELU) for m in tiny_clip.model.modules())
+    assert any(isinstance(m, QuickGELUViaSiLU) for m in tiny_clip.model.modules())
+    assert tiny_clip.model.state_dict().keys() == untouched.state_dict().keys()
+
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    ours = tiny_clip.encode_image(x)
+    grad_ours, = torch.autograd.grad((ours * torch.arange(1.0, ours.shape[1] + 1)).sum(), x)
+    theirs = F.normalize(untouched.encode_image(tiny_clip.preprocess(x)).float(), dim=-1)
+    grad_theirs, = torch.autograd.grad((theirs * torch.arange(1.0, theirs.shape[1] + 1)).sum(), x)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert float((grad_ours - grad_theirs).norm() / grad_theirs.norm()) < 1e-4
+    with torch.no_grad():
+        expected = F.normalize(untouched.encode_text(openai_clip.tokenize(["red stripes"])).float(), dim=-1)
+    assert torch.allclose(tiny_clip.encode_text(["red stripes"]), expected, atol=1e-5)
+
+
 def test_encoders_are_frozen(tiny_clip):
     assert not any(p.requires_grad for p in tiny_clip.parameters())
     x = torch.rand(1, 3, 64, 64, requires_grad=True)

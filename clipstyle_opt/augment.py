@@ -74,14 +74,40 @@ def _resize(patches: torch.Tensor, out_size: int | None) -> torch.Tensor:
     return F.interpolate(patches, size=(out_size, out_size), mode="bicubic", align_corners=False)
 
 
+class _GatherCrops(torch.autograd.Function):
+    """(1, C, H, W) image -> (N, C, S, S) square crops at integer corners, with a deterministic backward.
+
+    Written by hand because the plain gather's backward (index_put_ with
+    accumulate) is not deterministic on the CPU or on CUDA once crops overlap,
+    which they do: the same seed then gives a different image from run to run.
+    Here the backward adds each crop's gradient into its window in crop order.
+    """
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,  # type: ignore[override]
+                size: int) -> torch.Tensor:
+        ctx.save_for_backward(tops, lefts)
+        ctx.size, ctx.image_shape = size, image.shape
+        offsets = torch.arange(size, device=image.device)
+        rows = (tops.to(image.device)[:, None] + offsets)[:, :, None]  # (N, S, 1)
+        cols = (lefts.to(image.device)[:, None] + offsets)[:, None, :]  # (N, 1, S)
+        return image[0][:, rows, cols].transpose(0, 1)  # (N, C, S, S)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        tops, lefts = ctx.saved_tensors
+        size = ctx.size
+        grad_image = grad.new_zeros(ctx.image_shape)
+        for index, (top, left) in enumerate(zip(tops.tolist(), lefts.tolist())):
+            grad_image[0, :, top:top + size, left:left + size] += grad[index]
+        return grad_image, None, None, None
+
+
 def apply_batched(image: torch.Tensor, params: CropParams, out_size: int | None = None) -> torch.Tensor:
     """Crops of a (1, C, H, W) image -> (N, C, out, out): one gather, one warp, one resize."""
     if image.shape[0] != 1:
         raise ValueError("apply_batched takes a single image (batch of 1)")
-    offsets = torch.arange(params.size, device=image.device)
-    rows = (params.tops.to(image.device)[:, None] + offsets)[:, :, None]  # (N, S, 1)
-    cols = (params.lefts.to(image.device)[:, None] + offsets)[:, None, :]  # (N, 1, S)
-    patches = image[0][:, rows, cols].transpose(0, 1)  # (N, C, S, S)
+    patches = _GatherCrops.apply(image, params.tops, params.lefts, params.size)
     warped = warp_perspective(patches, params.homographies.to(image.device, image.dtype),
                               (params.size, params.size), padding_mode="zeros", align_corners=True)
     return _resize(warped, out_size)

@@ -72,3 +72,34 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameter numbers (malloc.h)
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit systems
+
+
+@functools.lru_cache(maxsize=1)
+def reuse_freed_cpu_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    A CPU step allocates and frees about a gigabyte of activations. With
+    glibc's defaults, blocks over its dynamic mmap threshold go back to the
+    OS when freed and are page-faulted (and zeroed) back in the next step.
+    Raising the trim threshold and fixing the mmap threshold at its ceiling
+    (32 MiB) keeps them in the heap: measured ~8 % per step at the reference
+    settings on a 2-core CPU (2.83 s against 3.07 s). What jemalloc or
+    tcmalloc via LD_PRELOAD would also give, without asking users to set
+    that up. Affects the whole process; a no-op (False) where libc is not
+    glibc. Called once, by `Stylizer` on the CPU.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # musl and others have no such knobs
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)) and bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX))

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from . import augment
 from .config import StyleConfig
-from .devices import precision_name, resolve_device, resolve_precision
+from .devices import precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
 from .encoders.clip import ClipEncoder, load_clip
 from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ConfigError, ImageReadError, OutputExistsError
@@ -148,6 +148,8 @@ class Stylizer:
         self.config = config or StyleConfig()
         self.device = resolve_device(self.config.device)
         self.autocast_dtype = resolve_precision(self.config.precision, self.device)
+        if self.device.type == "cpu":
+            reuse_freed_cpu_memory()
         started = time.perf_counter()
         self.clip = (clip or load_clip(self.config.clip_model, self.device)).to(self.device)
         self.clip.autocast_dtype = self.autocast_dtype

@@ -76,11 +76,16 @@ def test_content_loss_keeps_the_photo(stylizer, photo):
 
 
 def test_without_clip_losses_the_similarity_does_not_rise(stylizer, photo):
+    """Trained on content and TV alone, the 60-step U-Net keeps a colour cast that depends on
+    its seed, and the micro CLIP's similarity with it scatters (seen: -0.014, -0.411, -0.563
+    for seeds 0-2, against -0.173 for the photo). So one seed proves little: the mean over
+    three must not rise, while with the CLIP losses on every seed reaches 0.17 to 0.34."""
     before = similarity(stylizer, photo, "red stripes")
-    result = run(stylizer, photo, "red stripes", lambda_dir=0.0, lambda_patch=0.0)
-    after = similarity(stylizer, result.tensor, "red stripes")
-    print(f"CLIP losses off: similarity before {before:.3f}, after {after:.3f}")
-    assert after < before + 0.03  # seen: -0.173 -> -0.160
+    afters = [similarity(stylizer, run(stylizer, photo, "red stripes", lambda_dir=0.0, lambda_patch=0.0,
+                                       seed=seed).tensor, "red stripes") for seed in (0, 1, 2)]
+    mean_after = sum(afters) / len(afters)
+    print(f"CLIP losses off: similarity before {before:.3f}, after {', '.join(f'{a:.3f}' for a in afters)}")
+    assert mean_after < before + 0.03
 
 
 def test_patch_rejection_keeps_patches_that_do_not_yet_match(stylizer, photo):

@@ -18,9 +18,12 @@ def test_loop_lowers_the_total_loss(tiny_stylizer, photo):
 
 
 def test_same_seed_same_image_other_seed_other_image(tiny_stylizer, photo):
-    a = tiny_stylizer.stylize(photo, "fire", seed=5)
-    b = tiny_stylizer.stylize(photo, "fire", seed=5)
-    c = tiny_stylizer.stylize(photo, "fire", seed=6)
+    # 128 px with 16 overlapping crops of 64 px: big enough for torch to parallelize the crop
+    # gradient's scatter, which made runs differ before the crop gather got a fixed-order backward.
+    settings = dict(size=128, n_crops=16, crop_size=64, steps=3, max_output_size=128)
+    a = tiny_stylizer.stylize(photo, "fire", seed=5, **settings)
+    b = tiny_stylizer.stylize(photo, "fire", seed=5, **settings)
+    c = tiny_stylizer.stylize(photo, "fire", seed=6, **settings)
     assert torch.equal(a.tensor, b.tensor)
     assert [h["total"] for h in a.history] == [h["total"] for h in b.history]
     assert not torch.equal(a.tensor, c.tensor)
@@ -118,3 +121,13 @@ def test_compiled_image_tower_gives_the_same_losses(tiny_config, tiny_clip_path,
     for a, b in zip(eager.history, compiled.history):
         for key in ("dir", "patch", "content", "tv", "total"):
             assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(b[key])), key
+
+
+def test_cpu_allocator_tuning_takes_on_glibc():
+    import platform
+
+    from clipstyle_opt.devices import reuse_freed_cpu_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt thresholds exist on glibc only")
+    assert reuse_freed_cpu_memory() is True  # both mallopt calls accepted (a rejected value returns 0)

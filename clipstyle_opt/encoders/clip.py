@@ -52,6 +52,10 @@ class ClipEncoder(nn.Module):
     Images: NCHW RGB float in [0, 1], any size; they are resized (bicubic) to
     the model's input resolution and normalized with CLIP's mean and std.
     All returned embeddings are float32 and L2-normalized.
+
+    The encoder takes over ``model``: it is frozen and put in fp32, and two of
+    its modules are swapped for faster equivalents (`PatchEmbedding`,
+    `QuickGELUViaSiLU`); the state dict keeps its keys and values.
     """
 
     def __init__(self, model: CLIP, name: str = "", mean: Sequence[float] = OPENAI_MEAN,

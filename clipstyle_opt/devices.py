@@ -89,8 +89,8 @@ def reuse_freed_cpu_memory() -> bool:
     most of them in the heap: about 4 % per step at the reference settings
     on a 2-core CPU (2.85 s against 2.95 s in alternating A/B runs). It is
     what jemalloc or tcmalloc via LD_PRELOAD would give, without asking
-    users to set that up. Affects the whole process; a no-op (False) where libc is not
-    glibc. Called once, by `Stylizer` on the CPU.
+    users to set that up. Affects the whole process; a no-op (False) where
+    libc is not glibc. Called once, by `Stylizer` on the CPU.
     """
     import ctypes
     import ctypes.util

@@ -1,0 +1,79 @@
+"""The micro-CLIP trainer's adversarial step (tools/train_micro_clip.py).
+
+The bundled micro CLIP is trained partly on perturbed images, so that the
+stylization has to draw the pattern rather than faint streaks. These tests
+check the perturbation itself on a tiny random model: it stays inside its
+L-infinity ball (in pixel units, before CLIP's normalization) and it raises
+the loss it attacks.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from clipstyle_opt.testing.textures import CLIP_STD, make_training_batch, tokenize_trimmed
+
+TRAINER = Path(__file__).resolve().parent.parent / "tools" / "train_micro_clip.py"
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    spec = importlib.util.spec_from_file_location("train_micro_clip", TRAINER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("train_micro_clip", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def setup(trainer):
+    torch.manual_seed(0)
+    args = trainer.parse_args(["--embed-dim", "32", "--vision-layers", "1", "--vision-width", "64",
+                               "--text-width", "64", "--text-layers", "1", "--image-resolution", "32"])
+    model = trainer.build(args).eval()
+    batch = make_training_batch(16, 32, np.random.default_rng(0))
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    images = (batch.images - torch.tensor((0.48, 0.46, 0.41)).view(1, 3, 1, 1)) / std
+    unique = sorted(set(batch.captions))
+    index = torch.tensor([unique.index(c) for c in batch.captions])
+    with torch.no_grad():
+        text = model.encode_text(tokenize_trimmed(unique))[index].float()
+    return model, images, text, batch.positives(), std
+
+
+def image_to_text_loss(model, images, text, positives) -> float:
+    with torch.no_grad():
+        logits = model.logit_scale.exp() * F.normalize(model.encode_image(images).float(), dim=-1) @ \
+            F.normalize(text, dim=-1).T
+    target = positives.float()
+    return float(-(target / target.sum(1, keepdim=True) * logits.log_softmax(dim=1)).sum(1).mean())
+
+
+def test_perturbation_stays_in_its_ball_and_raises_the_loss(trainer, setup):
+    model, images, text, positives, std = setup
+    eps = 8 / 255
+    perturbed = trainer.adversarial_images(model, images, text, positives, eps, std,
+                                           torch.Generator().manual_seed(0), bf16=False)
+    pixel_change = (perturbed - images) * std
+    assert float(pixel_change.abs().max()) <= eps * (1 + 1e-5)
+    assert float(pixel_change.abs().mean()) > eps / 2  # mostly at the ball's edge, not a no-op
+    clean = image_to_text_loss(model, images, text, positives)
+    attacked = image_to_text_loss(model, perturbed, text, positives)
+    random_sign = images + eps / std * torch.randint(0, 2, images.shape, generator=torch.Generator().manual_seed(1)
+                                                     ).mul(2).sub(1)
+    noisy = image_to_text_loss(model, random_sign, text, positives)
+    print(f"loss clean {clean:.4f}, random signs {noisy:.4f}, adversarial {attacked:.4f}")
+    assert attacked > clean and attacked > noisy
+
+
+def test_zero_radius_changes_nothing(trainer, setup):
+    model, images, text, positives, std = setup
+    same = trainer.adversarial_images(model, images, text, positives, 0.0, std,
+                                      torch.Generator().manual_seed(0), bf16=False)
+    assert torch.equal(same, images)

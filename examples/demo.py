@@ -44,9 +44,10 @@ def main() -> int:
             return 1
         prompt = sys.argv[2] if len(sys.argv) > 2 else "blue stripes"
         print(f"falling back to the bundled micro CLIP with prompt {prompt!r} (it knows only colours and patterns)")
-        # The README's "pattern" settings for the micro model (threshold off, more content, small crops).
-        config = StyleConfig(clip_model=str(MICRO_CLIP), size=192, steps=300, lr_decay_every=150, crop_size=48,
-                             threshold=0.0, lambda_c=300.0)
+        # The README's "pattern" settings for the micro model (rejection off, low content weight),
+        # kept at the training size: the micro model's patterns are coarse (it sees 64 px).
+        config = StyleConfig(clip_model=str(MICRO_CLIP), size=128, output_size=128, steps=200,
+                             threshold=0.0, lambda_c=3.0)
         stylizer = Stylizer(config)
     print(f"stylizing {photo.name} with {prompt!r} on {stylizer.device} ({config.steps} steps)")
     per_call = {k: v for k, v in config.to_dict().items() if k not in ENCODER_KEYS}

@@ -144,16 +144,29 @@ def augment(images: torch.Tensor, out_size: int, min_crop: float, generator: tor
     return F.grid_sample(images, grid, mode="bicubic", padding_mode="reflection", align_corners=False)
 
 
+def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """(N images, M captions) scaled cosine similarities, as CLIP computes them."""
+    return logit_scale.exp() * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
+
+
+def _multi_positive_nll(logits: torch.Tensor, positives: torch.Tensor, dim: int) -> torch.Tensor:
+    """Cross-entropy of the softmax over ``dim`` against a uniform target over the positives there."""
+    target = positives.float()
+    return -(target / target.sum(dim, keepdim=True) * logits.log_softmax(dim=dim)).sum(dim).mean()
+
+
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                      positives: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE with multi-positive targets (uniform over each row's/column's positives)."""
-    image_features = F.normalize(image_features, dim=-1)
-    text_features = F.normalize(text_features, dim=-1)
-    logits = logit_scale.exp() * image_features @ text_features.T
-    target = positives.float()
-    loss_i = -(target / target.sum(1, keepdim=True) * logits.log_softmax(dim=1)).sum(1).mean()
-    loss_t = -(target / target.sum(0, keepdim=True) * logits.log_softmax(dim=0)).sum(0).mean()
-    return (loss_i + loss_t) / 2
+    logits = clip_logits(image_features, text_features, logit_scale)
+    return (_multi_positive_nll(logits, positives, 1) + _multi_positive_nll(logits, positives, 0)) / 2
+
+
+def image_to_text_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                       positives: torch.Tensor) -> torch.Tensor:
+    """The image-to-text half of `contrastive_loss`; defined for any subset of the images, since
+    each image's own caption is among its positives."""
+    return _multi_positive_nll(clip_logits(image_features, text_features, logit_scale), positives, 1)
 
 
 def adversarial_images(model: CLIP, images: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor,
@@ -172,11 +185,7 @@ def adversarial_images(model: CLIP, images: torch.Tensor, text_features: torch.T
     delta = noise.requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), sdpa_kernel(SDPBackend.MATH):
         features = model.encode_image(images + delta)
-    # The image-to-text half of the loss: each perturbed image has its own caption among the positives.
-    logits = model.logit_scale.detach().exp() * F.normalize(features.float(), dim=-1) @ \
-        F.normalize(text_features.detach(), dim=-1).T
-    target = positives.float()
-    loss = -(target / target.sum(1, keepdim=True) * logits.log_softmax(dim=1)).sum(1).mean()
+    loss = image_to_text_loss(features.float(), text_features.detach(), model.logit_scale.detach(), positives)
     (grad,) = torch.autograd.grad(loss, delta)
     step = 1.25 * scale * grad.sign()
     delta = torch.maximum(torch.minimum(delta.detach() + step, scale), -scale)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle_opt.testing.textures import CLIP_STD, make_training_batch, tokenize_trimmed
+from clipstyle_opt.testing.textures import CLIP_STD, make_training_batch, preprocess_images, tokenize_trimmed
 
 TRAINER = Path(__file__).resolve().parent.parent / "tools" / "train_micro_clip.py"
 
@@ -38,7 +38,7 @@ def setup(trainer):
     model = trainer.build(args).eval()
     batch = make_training_batch(16, 32, np.random.default_rng(0))
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    images = (batch.images - torch.tensor((0.48, 0.46, 0.41)).view(1, 3, 1, 1)) / std
+    images = preprocess_images(batch.images, 32)  # CLIP-normalized, as the trainer feeds the model
     unique = sorted(set(batch.captions))
     index = torch.tensor([unique.index(c) for c in batch.captions])
     with torch.no_grad():

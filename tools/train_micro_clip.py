@@ -36,6 +36,7 @@ Example (the command that made tests/data/micro_clip.pt)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -169,6 +170,15 @@ def image_to_text_loss(image_features: torch.Tensor, text_features: torch.Tensor
     return _multi_positive_nll(clip_logits(image_features, text_features, logit_scale), positives, 1)
 
 
+def encoder_precision(bf16: bool) -> contextlib.ExitStack:
+    """bf16 autocast (when asked) and the math attention kernel, for every encoder pass:
+    the CPU flash-attention backward is slow in bf16."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16))
+    stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+    return stack
+
+
 def adversarial_images(model: CLIP, images: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor,
                        eps: float, std: torch.Tensor, generator: torch.Generator, bf16: bool) -> torch.Tensor:
     """Normalized images pushed, within an L-infinity ball of ``eps`` pixel units, to raise the loss.
@@ -183,7 +193,7 @@ def adversarial_images(model: CLIP, images: torch.Tensor, text_features: torch.T
     scale = (eps / std).expand_as(images[:1])
     noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * scale
     delta = noise.requires_grad_(True)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), sdpa_kernel(SDPBackend.MATH):
+    with encoder_precision(bf16):
         features = model.encode_image(images + delta)
     loss = image_to_text_loss(features.float(), text_features.detach(), model.logit_scale.detach(), positives)
     (grad,) = torch.autograd.grad(loss, delta)
@@ -256,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        # The math attention kernel: the CPU flash-attention backward is slow in bf16.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), sdpa_kernel(SDPBackend.MATH):
+        with encoder_precision(bf16):
             text_features = model.encode_text(tokens)[index]
         if args.adversarial_eps > 0:
             eps = args.adversarial_eps * min(1.0, (step + 1) / max(1.0, args.adversarial_warmup * args.steps))
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             perturbed = adversarial_images(model, images[:k], text_features.float(), positives[:k], eps,
                                            std, generator, bf16)
             images = torch.cat([perturbed, images[k:]])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), sdpa_kernel(SDPBackend.MATH):
+        with encoder_precision(bf16):
             image_features = model.encode_image(images)
         loss = contrastive_loss(image_features.float(), text_features.float(), model.logit_scale, positives)
         optimizer.zero_grad(set_to_none=True)

@@ -27,7 +27,7 @@ Metrics (all raw values; + higher is better, - lower is better):
   lpips_vgg, lpips_alex  - LPIPS v0.1 (VGG16 / AlexNet)
   dists             - DISTS
   ssim              + SSIM (11 px Gaussian window)
-  content_loss      - VGG16 conv4_2 + conv5_2 MSE (the training's content loss)
+  content_loss      - VGG16 relu4_2 + relu5_2 MSE (the training's default content loss)
 
 \b
 Sizes: CLIP metrics resize whole images (or crops) to the model's input

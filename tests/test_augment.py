@@ -72,3 +72,53 @@ def test_crop_gather_passes_gradcheck():
     image = torch.rand(1, 2, 12, 14, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda x: augment._GatherCrops.apply(x, params.tops, params.lefts, params.size), (image,))
+
+
+def corner_points(params: augment.CropParams, index: int) -> tuple[list[list[int]], list[list[int]]]:
+    """The integer corner points (torchvision's frame, pixel centres at +0.5) that crop ``index``'s
+    homography maps onto each other: start = the crop's corners, end = where they land."""
+    last = params.size - 1
+    start = torch.tensor([[0, 0], [last, 0], [last, last], [0, last]], dtype=torch.float64)
+    homography = params.homographies[index].double()
+    mapped = torch.cat([start - 0.5, torch.ones(4, 1, dtype=torch.float64)], dim=1) @ homography.T
+    end = mapped[:, :2] / mapped[:, 2:] + 0.5
+    assert torch.allclose(end, end.round(), atol=1e-3), "corners move by whole pixels, as RandomPerspective's"
+    return start.int().tolist(), end.round().int().tolist()
+
+
+def test_warp_matches_torchvision_perspective_on_the_same_corner_points():
+    """The reference warps each crop with torchvision's RandomPerspective(fill=0); for the same
+    corner points our batched warp must give torchvision's functional perspective."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    size = 64
+    image = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    params = augment.sample_crop_params(12, (96, 128), size, 0.5, torch.Generator().manual_seed(5))
+    ours = augment.apply_batched(image, params)
+    # The homographies are float32, so source coordinates carry a relative error of a few float32
+    # eps, i.e. up to about size * eps px; a pixel value moves by at most that times the largest
+    # neighbour difference (1 for this image in [0, 1]). 16x that is the bound.
+    tolerance = 16 * size * torch.finfo(torch.float32).eps
+    for i in range(len(params)):
+        start, end = corner_points(params, i)
+        top, left = int(params.tops[i]), int(params.lefts[i])
+        crop = image[:, :, top:top + size, left:left + size]
+        expected = TF.perspective(crop, start, end, interpolation=InterpolationMode.BILINEAR, fill=[0.0, 0.0, 0.0])
+        assert float((ours[i] - expected[0]).abs().max()) <= tolerance, i
+
+
+def test_crops_are_resized_like_the_reference_resize():
+    """torchvision's Resize (bilinear; no antialiasing in the reference's 2021 torchvision)."""
+    from torchvision.transforms import InterpolationMode, Resize
+
+    assert augment.CROP_RESIZE_MODE == "bilinear"
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    p = params()
+    warped = augment.apply_batched(image, p)
+    resized = augment.apply_batched(image, p, 37)
+    expected = Resize(37, interpolation=InterpolationMode.BILINEAR, antialias=False)(warped)
+    tolerance = 8 * torch.finfo(torch.float32).eps
+    assert float((resized - expected).abs().max()) <= tolerance
+    bicubic = torch.nn.functional.interpolate(warped, size=(37, 37), mode="bicubic", align_corners=False)
+    assert float((bicubic - expected).abs().max()) > 100 * tolerance  # the test tells the modes apart

@@ -26,7 +26,7 @@ def test_help_shows_every_knob_with_reference_defaults():
                           ("--lambda-tv", "0.002"), ("--lr", "0.0005"), ("--steps", "200"), ("--size", "512"),
                           ("--n-crops", "64"), ("--crop-size", "128"), ("--threshold", "0.7"),
                           ("--distortion", "0.5"), ("--clip-model", "ViT-B/32"), ("--source-text", "a Photo"),
-                          ("--content-layers", "conv4_2,conv5_2"), ("--lr-decay-every", "100")]:
+                          ("--content-layers", "relu4_2,relu5_2"), ("--lr-decay-every", "100")]:
         assert flag in text
         block = text[text.index(flag):]
         assert f"[default: {default}]" in " ".join(block.split())[:400], flag

@@ -12,7 +12,7 @@ def test_defaults_are_the_reference_method():
     assert (c.lr, c.lr_decay_every, c.lr_decay, c.steps) == (5e-4, 100, 0.5, 200)
     assert (c.n_crops, c.crop_size, c.distortion, c.threshold) == (64, 128, 0.5, 0.7)
     assert (c.size, c.unet_width, c.source_text, c.clip_model) == (512, 16, "a Photo", "ViT-B/32")
-    assert c.content_layers == ("conv4_2", "conv5_2")
+    assert c.content_layers == ("relu4_2", "relu5_2")  # what the reference computes
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -51,9 +51,10 @@ def similarity(stylizer: Stylizer, image: torch.Tensor, prompt: str) -> float:
 
 
 def content_distance(stylizer: Stylizer, image: torch.Tensor, photo: torch.Tensor) -> float:
-    """The VGG content loss (conv4_2 + conv5_2 MSE) between an output and the photo."""
+    """The VGG content loss (the configured layers' MSE) between an output and the photo."""
     with torch.no_grad():
-        return float(losses.content_loss(stylizer.vgg(image), stylizer.vgg(photo), ("conv4_2", "conv5_2")))
+        layers = stylizer.config.content_layers
+        return float(losses.content_loss(stylizer.vgg(image), stylizer.vgg(photo), layers))
 
 
 def orientation_coherence(image: torch.Tensor) -> float:

@@ -18,6 +18,7 @@ import torchmetrics.functional.image.lpips as torchmetrics_lpips
 from torch.nn import functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from clipstyle_opt import StyleConfig
 from clipstyle_opt import metrics as M
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.losses import content_loss as training_content_loss
@@ -131,7 +132,7 @@ def test_ssim_agrees_with_torchmetrics(image):
 
 def test_content_loss_is_the_training_loss(vgg16, image):
     other = noisy(image, 0.1)
-    expected = training_content_loss(vgg16(other), vgg16(image), ("conv4_2", "conv5_2"))
+    expected = training_content_loss(vgg16(other), vgg16(image), StyleConfig().content_layers)
     assert M.content_loss(vgg16, other, image).item() == pytest.approx(expected.item(), rel=1e-6)
 
 

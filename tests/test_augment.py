@@ -1,6 +1,7 @@
 import torch
 
 from clipstyle_opt import augment
+from clipstyle_opt.testing import tolerances
 
 
 def params(seed=0, n=6, hw=(40, 56), size=16, distortion=0.5):
@@ -13,10 +14,10 @@ def test_batched_equals_per_crop_loop():
     batched = augment.apply_batched(image, p, 24)
     looped = augment.apply_per_crop(image, p, 24)
     assert batched.shape == (6, 3, 24, 24)
-    assert torch.allclose(batched, looped, atol=1e-6)
+    assert torch.allclose(batched, looped, rtol=0, atol=tolerances.reordered())  # pixels in [0, 1]
     grad_b, = torch.autograd.grad(batched.square().sum(), image)
     grad_l, = torch.autograd.grad(looped.square().sum(), image)
-    assert torch.allclose(grad_b, grad_l, atol=1e-5)
+    assert float((grad_b - grad_l).norm() / grad_l.norm()) < tolerances.reordered_gradient()
 
 
 def test_no_distortion_gives_plain_crops():
@@ -64,7 +65,7 @@ def test_crop_gradient_is_exact_and_the_same_every_run():
     # and it is the gradient: per-crop slicing (slice backward) computes the same sums
     leaf = image.clone().requires_grad_(True)
     (augment.apply_per_crop(leaf, params) * weights).sum().backward()
-    assert torch.allclose(first, leaf.grad, atol=1e-5)
+    assert float((first - leaf.grad).norm() / leaf.grad.norm()) < tolerances.reordered_gradient()
 
 
 def test_crop_gather_passes_gradcheck():

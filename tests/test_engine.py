@@ -8,6 +8,7 @@ from PIL import Image
 
 import clipstyle_opt
 from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig, Stylizer
+from clipstyle_opt.testing import tolerances
 
 
 def test_loop_lowers_the_total_loss(tiny_stylizer, photo):
@@ -118,9 +119,12 @@ def test_compiled_image_tower_gives_the_same_losses(tiny_config, tiny_clip_path,
     stylizer = Stylizer(compiled_config, clip=load_clip(str(tiny_clip_path)), vgg=vgg16)
     assert isinstance(stylizer.clip.model.visual, torch._dynamo.eval_frame.OptimizedModule)
     compiled = stylizer.stylize(photo, "fire", steps=2)
+    # Two steps: step 2's output differs from eager only through Adam's reading of rounding noise
+    # in gradients that are exactly zero (biases before InstanceNorm), which do not change it
+    # (see test_fast_path_equivalence). Compiled kernels fuse differently: gradient-level bound.
     for a, b in zip(eager.history, compiled.history):
         for key in ("dir", "patch", "content", "tv", "total"):
-            assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(b[key])), key
+            assert abs(a[key] - b[key]) <= tolerances.reordered_gradient() * max(1.0, abs(b[key])), key
 
 
 def test_cpu_allocator_tuning_takes_on_glibc():

@@ -11,6 +11,11 @@ from clipstyle_opt.engine import seeded_unet
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.objective import StyleObjective
 
+from clipstyle_opt.testing import tolerances
+
+RTOL = tolerances.reordered()  # fp32 throughout (tiny_config)
+GRAD_RTOL = tolerances.reordered_gradient()
+
 
 def test_loss_terms_agree_for_one_output(tiny_clip, vgg16, tiny_config, photo):
     content = resize(load_image(photo), (40, 64))
@@ -20,10 +25,10 @@ def test_loss_terms_agree_for_one_output(tiny_clip, vgg16, tiny_config, photo):
     fast = StyleObjective(tiny_clip, vgg16, config, content, "fire", batched=True).terms(output, params)
     slow = StyleObjective(tiny_clip, vgg16, config, content, "fire", batched=False).terms(output, params)
     for key in ("dir", "patch", "content", "tv", "total"):
-        assert torch.allclose(fast[key], slow[key], rtol=1e-5, atol=1e-6), key
+        assert torch.allclose(fast[key], slow[key], rtol=RTOL, atol=RTOL), key
     grad_fast, = torch.autograd.grad(fast["total"], output)
     grad_slow, = torch.autograd.grad(slow["total"], output)
-    assert torch.allclose(grad_fast, grad_slow, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(grad_fast, grad_slow, rtol=GRAD_RTOL, atol=RTOL * float(grad_slow.abs().max()))
 
 
 def test_both_paths_agree_along_a_training_trajectory(tiny_clip, vgg16, tiny_config, photo):
@@ -40,28 +45,41 @@ def test_both_paths_agree_along_a_training_trajectory(tiny_clip, vgg16, tiny_con
         a = fast.terms(output, params)
         b = slow.terms(output, params)
         for key in ("dir", "patch", "content", "tv", "total"):
-            assert torch.allclose(a[key], b[key], rtol=1e-5, atol=1e-6), key
+            assert torch.allclose(a[key], b[key], rtol=RTOL, atol=RTOL), key
         grads_a = torch.autograd.grad(a["total"], list(unet.parameters()), retain_graph=True)
         grads_b = torch.autograd.grad(b["total"], list(unet.parameters()), retain_graph=True)
         # Compared as one vector: the biases of convs feeding an InstanceNorm have a true gradient
         # of zero, so elementwise their values are pure rounding noise on both paths.
         flat_a, flat_b = torch.cat([g.flatten() for g in grads_a]), torch.cat([g.flatten() for g in grads_b])
-        assert float((flat_a - flat_b).norm() / flat_b.norm()) < 1e-4
+        assert float((flat_a - flat_b).norm() / flat_b.norm()) < GRAD_RTOL
         optimizer.zero_grad()
         a["total"].backward()
         optimizer.step()
 
 
-def test_whole_runs_agree_over_the_first_steps(tiny_stylizer, photo):
-    """End to end through the public API. Adam turns float noise in near-zero gradients into
-    full-size updates after a few steps, so runs are compared over the first three steps."""
-    fast = tiny_stylizer.stylize(photo, "fire", steps=3, n_crops=6)
-    slow = tiny_stylizer.stylize(photo, "fire", steps=3, n_crops=6, batched_crops=False)
+def test_whole_runs_agree_until_adam_amplifies_rounding(tiny_stylizer, photo):
+    """End to end through the public API, compared as far as float rounding lets a comparison go.
+
+    Step 1 sees bit-identical inputs on both paths, so its terms agree to fp32 rounding, and so
+    does the image after one update: that update differs only where Adam (whose first step is
+    lr * sign(gradient)) reads the sign of pure rounding noise, i.e. the biases of convs that
+    feed an InstanceNorm (true gradient exactly 0), and those cannot change the output. Step 2's
+    terms are computed from that output, so they agree too. From the second update on, every
+    weight whose gradient is at noise level moves by a full lr in a direction chosen by the CPU's
+    kernels: runs then drift apart by amounts that depend on the CPU (an AMD EPYC gave a 1.1e-4
+    relative difference in ``dir`` at step 3 where an Intel Xeon gave under 1e-5). The per-step
+    agreement on identical states is `test_both_paths_agree_along_a_training_trajectory`'s job.
+    """
+    fast = tiny_stylizer.stylize(photo, "fire", steps=2, n_crops=6)
+    slow = tiny_stylizer.stylize(photo, "fire", steps=2, n_crops=6, batched_crops=False)
+    assert [a["step"] for a in fast.history] == [1, 2]
     for a, b in zip(fast.history, slow.history):
         for key in ("dir", "patch", "content", "tv", "total"):
-            assert abs(a[key] - b[key]) <= 1e-5 * max(1.0, abs(b[key])), (a["step"], key, a[key], b[key])
-    difference = (fast.tensor - slow.tensor).abs()
-    assert float(difference.mean()) < 1e-3 and float(difference.max()) < 1e-2  # seen: 2e-4 and 2e-3
+            assert abs(a[key] - b[key]) <= RTOL * max(1.0, abs(b[key])), (a["step"], key, a[key], b[key])
+    one_fast = tiny_stylizer.stylize(photo, "fire", steps=1, n_crops=6)
+    one_slow = tiny_stylizer.stylize(photo, "fire", steps=1, n_crops=6, batched_crops=False)
+    # Pixels are in [0, 1]: RTOL is then an absolute bound of about a hundred float32 steps.
+    assert float((one_fast.tensor - one_slow.tensor).abs().max()) <= RTOL  # seen: 2.6e-6
 
 
 def test_chunked_backward_gives_the_one_graph_gradient(tiny_clip, vgg16, tiny_config, photo):
@@ -78,7 +96,7 @@ def test_chunked_backward_gives_the_one_graph_gradient(tiny_clip, vgg16, tiny_co
         values = objective.backward(chunked_unet(content), params, clip_batch=clip_batch)
         for key in ("dir", "patch", "content", "tv", "total"):
             expected = float(terms[key].detach())
-            assert abs(values[key] - expected) <= 1e-5 * max(1.0, abs(expected)), key
+            assert abs(values[key] - expected) <= RTOL * max(1.0, abs(expected)), key
         flat_a = torch.cat([p.grad.flatten() for p in chunked_unet.parameters()])
         flat_b = torch.cat([p.grad.flatten() for p in reference_unet.parameters()])
-        assert float((flat_a - flat_b).norm() / flat_b.norm()) < 1e-4
+        assert float((flat_a - flat_b).norm() / flat_b.norm()) < GRAD_RTOL

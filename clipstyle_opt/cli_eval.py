@@ -69,7 +69,10 @@ def eval_command(images: tuple[str, ...], content: Optional[str], prompt: Option
         raise ConfigError(f"--size must be 0 or >= 16 px, got {size}")
     if csv_path and json_path and csv_path == json_path:
         raise ConfigError("--csv and --json must be different files")
-    check_outputs(csv_path, json_path, overwrite=overwrite)
+    from .imageio import sidecar_path
+
+    inputs = [*images, *(sidecar_path(image) for image in images), *([content] if content else [])]
+    check_outputs(csv_path, json_path, overwrite=overwrite, inputs=inputs)
 
     def progress(index: int, total: int, row: dict) -> None:
         if not quiet:

@@ -103,15 +103,20 @@ class StyleConfig:
 
     # ------------------------------------------------------------------
     def __post_init__(self) -> None:
-        self.content_layers = tuple(self.content_layers)
-        self.style_layers = tuple(self.style_layers)
+        for group in ("content_layers", "style_layers"):
+            value = getattr(self, group)
+            if isinstance(value, str):  # "conv4_2,conv5_2", as the command line and hand-written files give it
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{group} must be a list of VGG layer names, got {value!r}", group)
+            setattr(self, group, tuple(value))
         self.validate()
 
     def validate(self) -> None:
         """Raise `ConfigError` with one clear line on the first bad value."""
         def check(ok: bool, msg: str) -> None:
             if not ok:
-                raise ConfigError(msg)
+                raise ConfigError(msg, msg.split(" ", 1)[0].rstrip(":"))
 
         for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
                      "max_output_size", "seed", "clip_batch"):
@@ -122,7 +127,7 @@ class StyleConfig:
         check(self.output_size is None or (isinstance(self.output_size, int) and 8 <= self.output_size <= 16384),
               f"output_size must be None or an integer in 8..16384 px, got {self.output_size!r}")
         check(8 <= self.max_output_size <= 16384, f"max_output_size must be in 8..16384 px, got {self.max_output_size}")
-        check(self.steps >= 0, f"steps must be >= 0, got {self.steps}")
+        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         check(self.lr_decay_every >= 1, f"lr_decay_every must be >= 1, got {self.lr_decay_every}")
         check(self.unet_width >= 1, f"unet_width must be >= 1, got {self.unet_width}")
         check(self.n_crops >= 1, f"n_crops must be >= 1, got {self.n_crops}")
@@ -141,14 +146,15 @@ class StyleConfig:
         check(self.vgg in VGG_ARCHS, f"vgg must be one of {', '.join(VGG_ARCHS)}, got {self.vgg!r}")
         check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        check(isinstance(self.clip_model, str) and self.clip_model != "", "clip_model must be a model name or a file path")
+        check(isinstance(self.clip_model, str) and self.clip_model != "",
+              f"clip_model must be a model name or a file path, got {self.clip_model!r}")
         check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
-        check(isinstance(self.source_text, str), "source_text must be a string")
+        check(isinstance(self.source_text, str), f"source_text must be a string, got {self.source_text!r}")
         for group in ("content_layers", "style_layers"):
             layers = getattr(self, group)
             check(len(layers) > 0, f"{group} must name at least one layer")
             for layer in layers:
-                check(layer in VGG_LAYER_NAMES, f"{group}: unknown VGG layer {layer!r}")
+                check(isinstance(layer, str) and layer in VGG_LAYER_NAMES, f"{group}: unknown VGG layer {layer!r}")
                 if self.vgg == "vgg16":
                     check(not layer.endswith("_4"), f"{group}: {layer} exists in VGG19 only")
 
@@ -164,8 +170,10 @@ class StyleConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StyleConfig":
         """Build from a dict; unknown keys raise `ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError("a config must be a mapping of setting names to values")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
         return cls(**dict(data))

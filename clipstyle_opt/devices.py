@@ -21,11 +21,12 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for, but torch sees no CUDA GPU (try --device cpu)")
+        raise ConfigError("device cuda was asked for, but torch sees no CUDA GPU (try --device cpu)", "device")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device mps was asked for, but this torch build has no MPS support (try --device cpu)")
+        raise ConfigError("device mps was asked for, but this torch build has no MPS support (try --device cpu)",
+                          "device")
     if name not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"unknown device {name!r}")
+        raise ConfigError(f"device must be one of auto, cpu, cuda, mps, got {name!r}", "device")
     return torch.device(name)
 
 
@@ -51,15 +52,29 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     """
     if name != "auto":
         if name not in _DTYPES:
-            raise ConfigError(f"unknown precision {name!r}")
+            raise ConfigError(f"precision must be one of auto, {', '.join(_DTYPES)}, got {name!r}", "precision")
         if name == "fp16" and device.type == "cpu":
-            raise ConfigError("precision fp16 is not supported on the CPU; use bf16 or fp32")
+            raise ConfigError("precision fp16 is not supported on the CPU; use bf16 or fp32", "precision")
+        if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"precision bf16 is not supported by {torch.cuda.get_device_name()}; use fp16 or fp32",
+                              "precision")
         return _DTYPES[name]
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+_OOM_MARKS = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a device running out of memory: `MemoryError`, ``torch.cuda.OutOfMemoryError``, or the
+    RuntimeError of the CPU allocator ("DefaultCPUAllocator: can't allocate memory") or of MPS."""
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(mark in str(exc).lower() for mark in _OOM_MARKS)
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

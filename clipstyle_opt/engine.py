@@ -1,9 +1,12 @@
 """`Stylizer`: loads the encoders once, trains one U-Net per call, returns a `Result`."""
 from __future__ import annotations
 
+import io
+import math
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -16,12 +19,14 @@ from torch.nn import functional as F
 
 from . import augment
 from .config import StyleConfig
-from .devices import precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
+from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
 from .encoders.clip import ClipEncoder, load_clip
 from .encoders.vgg import VGGFeatures, load_vgg
-from .errors import ConfigError, ImageReadError, OutputExistsError
-from .imageio import ImageSource, atomic_write, fit_size, load_image, resize, save_image, to_pil
+from .errors import ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
+from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file, fit_size, load_image,
+                      resize, save_image, to_pil)
 from .objective import TERM_NAMES, StyleObjective
+from .prompts import check_text
 from .unet import StyleUNet
 
 # Changing these needs other encoders, so they are fixed per Stylizer.
@@ -127,6 +132,22 @@ def apply_unet(unet: StyleUNet, image: torch.Tensor) -> torch.Tensor:
     return unet(padded)[..., :height, :width]
 
 
+def training_hw(height: int, width: int, config: StyleConfig, what: str = "photo") -> tuple[int, int]:
+    """The training size of a ``height`` x ``width`` image (long side ``config.size``, multiples of 8), checked.
+
+    Refuses (one-line `ImageReadError`) an image with a side under `MIN_SIDE`
+    px, or one so elongated that its short side would train at under
+    `MIN_SIDE` px (VGG's conv5 layers see the image at 1/16).
+    """
+    check_min_size(height, width, what)
+    train = fit_size(height, width, config.size)
+    if min(train) < MIN_SIDE:
+        raise ImageReadError(f"{what} is too elongated for training at size {config.size}: {width}x{height} px "
+                             f"would train at {train[1]}x{train[0]}, and each side must be at least {MIN_SIDE} px; "
+                             "raise --size or crop it")
+    return train
+
+
 def output_hw(height: int, width: int, config: StyleConfig) -> tuple[int, int]:
     """Final image size: ``output_size`` as long side, else the content's own size capped at ``max_output_size``."""
     long_side = config.output_size or min(max(height, width), config.max_output_size)
@@ -167,7 +188,7 @@ class Stylizer:
 
     def stylize(self, content: ImageSource, prompt: str, *, style_image: ImageSource | None = None,
                 callback: Callable[[StepInfo], None] | None = None, batched_crops: bool = True,
-                **overrides: Any) -> Result:
+                should_stop: Callable[[], bool] | None = None, **overrides: Any) -> Result:
         """Train a U-Net so that ``content`` takes on ``prompt``; return the stylized image.
 
         content / style_image: path, PIL image, HxWx3 array or (1, 3, H, W) tensor in [0, 1].
@@ -176,24 +197,43 @@ class Stylizer:
         batched_crops: False computes the crops one by one, the global view in its own
             CLIP call and one backward over everything, as the reference code does (same
             losses, slower, more memory): for verification.
+        should_stop: asked after every step; if it returns True the run ends there and the
+            result so far is returned, with ``extra["status"] == "interrupted"`` and
+            ``extra["steps_done"]``.
+
+        Raises `ConfigError` for an empty prompt or one too long for CLIP (`clipstyle_opt.prompts`),
+        `ImageReadError` for an unreadable or too small image, `OutOfMemoryError` naming the
+        settings to lower, and `NonFiniteLossError` (carrying the last good `Result`) when a
+        loss term becomes NaN or infinite.
         """
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ConfigError("the prompt must be a non-empty text")
+        check_text(prompt, "the prompt")
         config = self._call_config(overrides)
+        check_text(config.source_text, "source_text", allow_empty=True)
+        try:
+            return self._stylize(content, prompt, config, style_image, callback, batched_crops, should_stop)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise OutOfMemoryError(
+                f"out of memory on {self.device.type} training at size {config.size} with {config.n_crops} crops: "
+                f"lower --size (now {config.size}) or --n-crops (now {config.n_crops}); --clip-batch 8 also saves "
+                "memory") from None
+
+    def _stylize(self, content: ImageSource, prompt: str, config: StyleConfig, style_image: ImageSource | None,
+                 callback: Callable[[StepInfo], None] | None, batched_crops: bool,
+                 should_stop: Callable[[], bool] | None) -> Result:
         device = self.device
         timings: dict[str, float] = {"load_s": round(self.load_seconds, 3)}
         started = time.perf_counter()
 
-        content_full = load_image(content)
+        content_full = load_image(content, "photo")
         height, width = content_full.shape[-2:]
-        if min(height, width) < 8:
-            raise ImageReadError(f"content image is too small ({width}x{height} px); sides must be >= 8 px")
-        train_hw = fit_size(height, width, config.size)
+        train_hw = training_hw(height, width, config)
         content_train = resize(content_full, train_hw).to(device)
         style_tensor = None
         if style_image is not None:
-            style_full = load_image(style_image)
-            style_tensor = resize(style_full, fit_size(*style_full.shape[-2:], config.size)).to(device)
+            style_full = load_image(style_image, "style image")
+            style_tensor = resize(style_full, training_hw(*style_full.shape[-2:], config, "style image")).to(device)
 
         objective = StyleObjective(self.clip, self.vgg, config, content_train, prompt, style_tensor,
                                    batched=batched_crops)
@@ -206,6 +246,9 @@ class Stylizer:
         history: list[dict[str, float]] = []
         step_seconds: list[float] = []
         loop_started = time.perf_counter()
+        extra: dict[str, Any] = {}
+        # The weights whose output last had finite losses and gradients: what a NaN falls back to.
+        good_state: dict[str, torch.Tensor] | None = None
         unet.train()
         for step in range(1, config.steps + 1):
             step_started = time.perf_counter()
@@ -219,6 +262,11 @@ class Stylizer:
                 terms = objective.terms(output, params)
                 terms["total"].backward()
                 values = {name: float(value.detach()) for name, value in terms.items()}
+            bad = _non_finite_term(values, unet)
+            if bad is not None:
+                self._stop_on_non_finite(bad, step, good_state, unet, content_full, prompt, config, history,
+                                         timings, content, style_image, train_hw, height, width)
+            good_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]
             schedule.step()
@@ -227,13 +275,24 @@ class Stylizer:
             history.append({"step": step, **values, "lr": lr, "seconds": seconds})
             if callback is not None:
                 callback(StepInfo(step, config.steps, values, lr, seconds, output.detach()))
+            if should_stop is not None and step < config.steps and should_stop():
+                extra = {"status": "interrupted", "steps_done": step}
+                break
         timings["train_s"] = round(time.perf_counter() - loop_started, 3)
         timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0
 
+        return self._finish(unet, content_full, prompt, config, history, timings, content, style_image, train_hw,
+                            (height, width), started, extra)
+
+    def _finish(self, unet: StyleUNet, content_full: torch.Tensor, prompt: str, config: StyleConfig,
+                history: list[dict[str, float]], timings: dict[str, float], content: ImageSource,
+                style_image: ImageSource | None, train_hw: tuple[int, int], content_hw: tuple[int, int],
+                started: float, extra: dict[str, Any]) -> Result:
+        """Apply the trained U-Net to the photo at the output size and wrap everything in a `Result`."""
         apply_started = time.perf_counter()
         unet.eval()
         with torch.no_grad():
-            final_input = resize(content_full, output_hw(height, width, config)).to(device)
+            final_input = resize(content_full, output_hw(*content_hw, config)).to(self.device)
             final = apply_unet(unet, final_input).float().cpu()
         timings["apply_s"] = round(time.perf_counter() - apply_started, 3)
         timings["total_s"] = round(time.perf_counter() - started, 3)
@@ -241,8 +300,40 @@ class Stylizer:
         return Result(
             tensor=final, prompt=prompt, config=config, history=history, timings=timings, unet=unet.cpu(),
             content_path=_path_or_none(content), style_path=_path_or_none(style_image),
-            device=str(device), precision=precision_name(self.autocast_dtype), training_size=train_hw,
+            device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=train_hw,
+            extra=extra,
         )
+
+    def _stop_on_non_finite(self, term: str, step: int, good_state: dict[str, torch.Tensor] | None,
+                            unet: StyleUNet, content_full: torch.Tensor, prompt: str, config: StyleConfig,
+                            history: list[dict[str, float]], timings: dict[str, float], content: ImageSource,
+                            style_image: ImageSource | None, train_hw: tuple[int, int], height: int,
+                            width: int) -> None:
+        """Raise `NonFiniteLossError` for ``term`` at ``step``, with the result of the last good weights."""
+        what = "the gradient" if term == "gradient" else f"the {term} loss"
+        if good_state is None:
+            raise NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {config.steps}, before any "
+                                     "good step; nothing to keep (try a lower --lr or loss weights)",
+                                     step=step, term=term)
+        unet.load_state_dict(good_state)
+        extra = {"status": "stopped", "reason": f"{what} became NaN or infinite at step {step}",
+                 "steps_done": step - 1}
+        result = self._finish(unet, content_full, prompt, config, history[:step - 1], timings, content, style_image,
+                              train_hw, (height, width), time.perf_counter(), extra)
+        raise NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {config.steps}; stopped, keeping "
+                                 f"the output of step {step - 1} (try a lower --lr or loss weights)",
+                                 step=step, term=term, result=result)
+
+
+def _non_finite_term(values: dict[str, float], unet: StyleUNet) -> str | None:
+    """The first loss term (or ``"gradient"``) that is NaN or infinite after a backward pass, else None."""
+    for name in (*TERM_NAMES, "total"):
+        if name in values and not math.isfinite(values[name]):
+            return name
+    grads = [p.grad for p in unet.parameters() if p.grad is not None]
+    if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        return "gradient"
+    return None
 
 
 def _adam_options(device: torch.device) -> dict[str, Any]:
@@ -256,30 +347,60 @@ def _path_or_none(source: Any) -> Optional[str]:
     return None
 
 
+UNET_FORMAT = "clipstyle_opt.unet/1"
+
+
 def save_unet(unet: StyleUNet, path: str | Path, metadata: dict[str, Any], *, overwrite: bool = False) -> Path:
     """Save U-Net weights with the metadata of the run that trained them (atomic, no overwrite by default)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
-    payload = {"format": "clipstyle_opt.unet/1", "width": unet.width,
+    path = check_output_file(path, overwrite, create_dirs=True)
+    payload = {"format": UNET_FORMAT, "width": unet.width,
                "state_dict": {k: v.detach().cpu() for k, v in unet.state_dict().items()}, "metadata": metadata}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    buffer = io.BytesIO()  # serialized in memory, so a failing disk write is a plain OSError
+    torch.save(payload, buffer)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
     return path
 
 
 def load_unet(path: str | Path) -> tuple[StyleUNet, dict[str, Any]]:
-    """A U-Net saved by `save_unet`, in eval mode, with its metadata."""
+    """A U-Net saved by `save_unet`, in eval mode, with its metadata.
+
+    Never runs code from the file: it is read with ``torch.load(weights_only=True)``,
+    which admits tensors and plain containers only. A missing, empty, corrupt or
+    foreign file, or one from another format version, raises a one-line `ImageReadError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"U-Net file not found: {path}")
+    if path.is_dir():
+        raise ImageReadError(f"expected a U-Net file, got a directory: {path}")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"U-Net file is empty (0 bytes): {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ImageReadError(f"U-Net file not found: {path}") from None
-    except Exception as exc:
-        raise ImageReadError(f"not a clipstyle U-Net file: {path} ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != "clipstyle_opt.unet/1":
-        raise ImageReadError(f"not a clipstyle U-Net file: {path}")
-    unet = StyleUNet(int(payload["width"]))
-    unet.load_state_dict(payload["state_dict"])
-    return unet.eval(), payload.get("metadata", {})
+        with warnings.catch_warnings():  # torch's notes on unusual pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError (code or foreign objects refused), RuntimeError (damaged zip), ...
+        raise ImageReadError(f"not a clipstyle U-Net file, or a damaged one: {path} "
+                             f"({type(exc).__name__}: {_first_line(exc)[:120]})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("format"), str) \
+            or not payload["format"].startswith("clipstyle_opt.unet/"):
+        raise ImageReadError(f"not a clipstyle U-Net file: {path} (saved by `clipstyle stylize --save-unet`?)")
+    if payload["format"] != UNET_FORMAT:
+        raise ImageReadError(f"{path} is a U-Net of another clipstyle_opt version (format {payload['format']!r}); "
+                             f"this version reads {UNET_FORMAT!r}: retrain it with this version or use the one that "
+                             "saved it")
+    try:
+        unet = StyleUNet(int(payload["width"]))
+        unet.load_state_dict(payload["state_dict"])
+    except Exception as exc:  # missing keys, wrong shapes, a bad width
+        raise ImageReadError(f"the U-Net in {path} does not fit this version's network "
+                             f"({type(exc).__name__}: {_first_line(exc)[:120]})") from None
+    metadata = payload.get("metadata", {})
+    return unet.eval(), metadata if isinstance(metadata, dict) else {}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size: int | None = None,
@@ -287,7 +408,8 @@ def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size:
     """Restyle ``content`` with a saved U-Net; returns (1, 3, H, W) in [0, 1] on the CPU."""
     unet, _ = load_unet(unet_path)
     torch_device = resolve_device(device)
-    image = load_image(content)
+    image = load_image(content, "photo")
+    check_min_size(*image.shape[-2:], "photo")
     config = StyleConfig(output_size=output_size, max_output_size=max_output_size)
     hw = output_hw(*image.shape[-2:], config)
     with torch.no_grad():

@@ -34,9 +34,10 @@ from . import metrics as M
 from .devices import resolve_device
 from .encoders.clip import ClipEncoder, load_clip
 from .encoders.vgg import VGGFeatures
-from .errors import ConfigError, ImageReadError, OutputExistsError
-from .imageio import atomic_write, load_image, read_metadata, sidecar_path
+from .errors import ConfigError, ImageReadError
+from .imageio import atomic_write, check_output_file, load_image, read_metadata, sidecar_path
 from .losses import content_loss
+from .prompts import check_text
 
 METRICS: tuple[str, ...] = ("clip_score", "patch_clip_score", "clip_direction", "lpips_vgg", "lpips_alex",
                             "dists", "ssim", "content_loss")
@@ -95,7 +96,11 @@ def resolve_job(image: str | os.PathLike, *, content: str | os.PathLike | None =
             raise ImageReadError(f"content image {recorded} (from the metadata of {image}) not found; pass --content")
         content_path = found
     if source_text is None:
-        source_text = (metadata.get("config") or {}).get("source_text") or M.SOURCE_TEXT
+        recorded_config = metadata.get("config")
+        source_text = (recorded_config if isinstance(recorded_config, dict) else {}).get("source_text") or M.SOURCE_TEXT
+    # The same rule as `stylize`: a text CLIP cannot read whole is refused, never truncated.
+    check_text(prompt, f"the prompt of {image}")
+    check_text(source_text, f"the source text of {image}", allow_empty=True)
     return EvalJob(image, content_path, prompt, source_text, metadata)
 
 
@@ -312,20 +317,14 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def _check_target(path: str | os.PathLike, overwrite: bool) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise OutputExistsError(f"{path} is a directory; give a file name")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
-    return path
-
-
-def check_outputs(*paths: str | os.PathLike | None, overwrite: bool = False) -> None:
-    """Refuse, before any work, output files that exist (unless ``overwrite``)."""
+def check_outputs(*paths: str | os.PathLike | None, overwrite: bool = False,
+                  inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse, before any work, output files that exist (unless ``overwrite``), that are one of ``inputs``
+    (an image, its sidecar, a content photo) or whose directory is missing or unwritable."""
+    inputs = list(inputs)
     for path in paths:
         if path is not None:
-            _check_target(path, overwrite)
+            check_output_file(path, overwrite, inputs=inputs)
 
 
 def csv_text(rows: Sequence[dict[str, Any]]) -> str:
@@ -339,30 +338,22 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def publish(path: Path) -> Path:
-    """Give a file written through a private temp file the usual permissions (0666 minus the umask)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-    return path
-
-
 def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write `csv_text` atomically; refuses an existing file unless ``overwrite``."""
-    path = _check_target(path, overwrite)
+    path = check_output_file(path, overwrite)
     text = csv_text(rows)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return publish(path)
+    return path
 
 
 def write_json(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *, settings: dict[str, Any] | None = None,
                overwrite: bool = False) -> Path:
     """Write ``{"format", "settings", "results": rows, "mean"}`` atomically (what `report --metrics` reads)."""
-    path = _check_target(path, overwrite)
+    path = check_output_file(path, overwrite)
     payload = {"format": EVAL_FORMAT, "settings": settings or {}, "results": list(rows), "mean": summarize(rows)}
     text = json.dumps(payload, indent=2, allow_nan=True) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return publish(path)
+    return path
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -28,9 +28,9 @@ from typing import Any, Optional, Sequence
 from PIL import Image
 
 from .config import StyleConfig
-from .errors import ConfigError, ImageReadError, OutputExistsError
-from .evaluate import DEFAULT_SIZE, HIGHER_IS_BETTER, METRICS, _find_content, publish, read_results
-from .imageio import atomic_write, read_image, read_metadata
+from .errors import ConfigError, ImageReadError
+from .evaluate import DEFAULT_SIZE, HIGHER_IS_BETTER, METRICS, _find_content, read_results
+from .imageio import atomic_write, check_output_file, read_image, read_metadata
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 DEFAULT_MAX_SIDE = 512
@@ -207,8 +207,7 @@ def write_report(directory: str | os.PathLike, output: str | os.PathLike, *,
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"the report must be an .html file: {output}")
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass --overwrite (overwrite=True) to replace it")
+    check_output_file(output, overwrite, inputs=[metrics_file] if metrics_file is not None else ())
     if metrics_file is not None and clip_model is not None:
         raise ConfigError("give either a metrics file or a CLIP model to compute metrics, not both")
     if not 32 <= max_side <= 4096:
@@ -227,4 +226,4 @@ def write_report(directory: str | os.PathLike, output: str | os.PathLike, *,
     data = build_report_data(directory, metric_rows=rows, metrics_base=base, max_side=max_side, title=title)
     html = render_html(data)
     atomic_write(output, lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
-    return publish(output)
+    return output

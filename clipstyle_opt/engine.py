@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -20,7 +20,8 @@ from torch.nn import functional as F
 from . import augment
 from .config import StyleConfig
 from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
-from .encoders.clip import ClipEncoder, load_clip
+from .encoders.base import ImageTextEncoder
+from .encoders.registry import ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
 from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file, fit_size, load_image,
@@ -30,7 +31,7 @@ from .prompts import check_text
 from .unet import StyleUNet
 
 # Changing these needs other encoders, so they are fixed per Stylizer.
-ENCODER_KEYS = ("clip_model", "vgg", "device", "precision", "content_layers", "style_layers", "compile")
+ENCODER_KEYS = ("clip_model", "clip_weights", "vgg", "device", "precision", "content_layers", "style_layers", "compile")
 
 
 @dataclass
@@ -178,18 +179,31 @@ class Stylizer:
     >>> result = stylizer.stylize("photo.jpg", "fire")   # doctest: +SKIP
     """
 
-    def __init__(self, config: StyleConfig | None = None, *, clip: ClipEncoder | None = None,
+    def __init__(self, config: StyleConfig | None = None, *,
+                 clip: ImageTextEncoder | Sequence[ImageTextEncoder] | None = None,
                  vgg: VGGFeatures | None = None) -> None:
+        """clip: already loaded encoder(s) to use instead of loading ``config.clip_model``: one,
+        or one per ensemble member in the config's order (the weights still come from the config)."""
         self.config = config or StyleConfig()
         self.device = resolve_device(self.config.device)
         self.autocast_dtype = resolve_precision(self.config.precision, self.device)
         if self.device.type == "cpu":
             reuse_freed_cpu_memory()
         started = time.perf_counter()
-        self.clip = (clip or load_clip(self.config.clip_model, self.device)).to(self.device)
-        self.clip.autocast_dtype = self.autocast_dtype
-        if self.config.compile:
-            self.clip.compile_image_tower()
+        members = ensemble(self.config.clip_model, self.config.clip_weights)
+        given = [] if clip is None else list(clip) if isinstance(clip, (list, tuple)) else [clip]
+        if given and len(given) != len(members):
+            raise ConfigError(f"{len(given)} encoder(s) given for {len(members)} clip_model(s)")
+        encoders = given or [load_encoder(spec, self.device) for spec, _ in members]
+        self.encoders: list[tuple[ImageTextEncoder, float]] = []
+        for encoder, (_, weight) in zip(encoders, members):
+            encoder = encoder.to(self.device)
+            encoder.autocast_dtype = self.autocast_dtype
+            if self.config.compile:
+                encoder.compile_image_tower()
+            self.encoders.append((encoder, weight))
+        self.clip = self.encoders[0][0]
+        """The first (or only) encoder."""
         layers = (*self.config.content_layers, *self.config.style_layers)
         self.vgg = (vgg or load_vgg(self.config.vgg, layers, self.device)).to(self.device)
         self.load_seconds = time.perf_counter() - started
@@ -250,7 +264,7 @@ class Stylizer:
             style_tensor = resize(style_full, training_hw(*style_full.shape[-2:], config, "style image")).to(device)
 
         run = _Run(content, style_image, prompt, config, content_full, train_hw, timings, started)
-        objective = StyleObjective(self.clip, self.vgg, config, content_train, prompt, style_tensor,
+        objective = StyleObjective(self.encoders, self.vgg, config, content_train, prompt, style_tensor,
                                    batched=batched_crops)
         generator = torch.Generator().manual_seed(config.seed)
         unet = seeded_unet(config.unet_width, config.seed).to(device)

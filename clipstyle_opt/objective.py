@@ -1,15 +1,22 @@
-"""The CLIPstyler objective for one content image and one prompt.
+"""The CLIPstyler objective for one content image and one prompt, under one encoder or an ensemble.
 
-Everything that does not depend on the U-Net's output (text direction, the
-content image's CLIP embedding and VGG features, Gram targets) is computed
+Everything that does not depend on the U-Net's output (each encoder's text
+direction and content embedding, VGG features, Gram targets) is computed
 once here; `StyleObjective.terms` then costs one batched augmentation, one
-CLIP call on all crops plus the global view, and one VGG call.
+CLIP call per encoder on all crops plus the global view, and one VGG call.
+
+Ensembles (StyleGAN-NADA's weighted CLIP models): each member keeps its own
+text direction, content embedding, input size and normalization; the crops
+are drawn once and resized per member, and the directional and patch losses
+are the weighted sums of the members' losses (weights summing to 1). The
+embeddings of different members are never mixed: their widths differ.
+A single encoder has weight 1.0 and computes exactly what it did alone.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Any, Callable, ContextManager, Mapping, Sequence, Union
 
 import torch
 from torch.nn import functional as F
@@ -17,7 +24,7 @@ from torch.nn import functional as F
 from . import augment, losses
 from .config import StyleConfig
 from .devices import autocast
-from .encoders.clip import ClipEncoder
+from .encoders.base import ImageTextEncoder
 from .encoders.vgg import VGGFeatures
 
 TERM_NAMES = ("dir", "patch", "content", "tv", "style")
@@ -25,6 +32,24 @@ TERM_NAMES = ("dir", "patch", "content", "tv", "style")
 
 def _no_section(name: str) -> ContextManager:
     return contextlib.nullcontext()
+
+
+@dataclass
+class EncoderMember:
+    """One encoder of the objective with its weight and its fixed targets.
+
+    direction: (D,) unit text direction (prompt minus source text) in this encoder's space;
+    source_embedding: (D,) unit embedding of the whole content image.
+    """
+
+    encoder: ImageTextEncoder
+    weight: float
+    direction: torch.Tensor
+    source_embedding: torch.Tensor
+
+
+Encoders = Union[ImageTextEncoder, Sequence[tuple[ImageTextEncoder, float]]]
+"""One encoder (weight 1), or (encoder, weight) pairs whose weights sum to 1."""
 
 
 @dataclass
@@ -55,16 +80,23 @@ class StyleObjective:
     call): it exists to check the fast path and as the benchmark baseline.
     """
 
-    def __init__(self, clip: ClipEncoder, vgg: VGGFeatures, config: StyleConfig, content: torch.Tensor,
+    def __init__(self, clip: Encoders, vgg: VGGFeatures, config: StyleConfig, content: torch.Tensor,
                  prompt: str, style_image: torch.Tensor | None = None, *, batched: bool = True) -> None:
-        self.clip, self.vgg, self.config = clip, vgg, config
+        pairs = [(clip, 1.0)] if not isinstance(clip, (list, tuple)) else list(clip)
+        self.vgg, self.config = vgg, config
         self.weights = LossWeights.from_config(config)
         self.batched = batched
         self.content_layers = config.content_layers
         self.style_layers = config.style_layers if style_image is not None else ()
         with torch.no_grad():
-            self.direction = losses.text_direction(clip.encode_prompt(prompt), clip.encode_prompt(config.source_text))
-            self.source_embedding = clip.encode_image(content)[0]
+            self.members = [
+                EncoderMember(encoder, float(weight),
+                              losses.text_direction(encoder.encode_prompt(prompt),
+                                                    encoder.encode_prompt(config.source_text)),
+                              encoder.encode_image(content)[0])
+                for encoder, weight in pairs]
+            first = self.members[0]
+            self.clip, self.direction, self.source_embedding = first.encoder, first.direction, first.source_embedding
             self.content_features = {k: v.float() for k, v in self._vgg(content).items() if k in self.content_layers}
             self.target_grams = {}
             if style_image is not None:
@@ -75,9 +107,9 @@ class StyleObjective:
         with autocast(image.device, self.clip.autocast_dtype):
             return self.vgg(image)
 
-    def _clip_views(self, image: torch.Tensor, params: augment.CropParams, with_whole: bool) -> torch.Tensor:
-        """The crops of ``params`` at CLIP's input size, led by the whole image if ``with_whole``."""
-        size = self.clip.input_resolution
+    def _clip_views(self, image: torch.Tensor, params: augment.CropParams, with_whole: bool,
+                    size: int) -> torch.Tensor:
+        """The crops of ``params`` at ``size`` px (an encoder's input), led by the whole image if ``with_whole``."""
         views = [augment.apply_batched(image, params, size)]
         if with_whole:
             views.insert(0, F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False))
@@ -95,35 +127,50 @@ class StyleObjective:
         return out
 
     def clip_embeddings(self, image: torch.Tensor, params: augment.CropParams,
-                        section: Callable[[str], ContextManager] = _no_section) -> tuple[torch.Tensor, torch.Tensor]:
-        """(global (1, D), crops (N, D)) CLIP embeddings of a (1, 3, H, W) output."""
+                        section: Callable[[str], ContextManager] = _no_section,
+                        member: EncoderMember | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(global (1, D), crops (N, D)) embeddings of a (1, 3, H, W) output under ``member`` (default: the first)."""
+        encoder = (member or self.members[0]).encoder
+        size = encoder.input_resolution
         if self.batched:
             with section("augment"):
-                batch = self._clip_views(image, params, with_whole=True)
+                batch = self._clip_views(image, params, True, size)
             with section("clip"):
-                embeddings = self.clip.encode_image(batch)
+                embeddings = encoder.encode_image(batch)
             return embeddings[:1], embeddings[1:]
-        size = self.clip.input_resolution
         with section("augment"):
             crops = augment.apply_per_crop(image, params, size)
         with section("clip"):
-            return self.clip.encode_image(image), self.clip.encode_image(crops)
+            return encoder.encode_image(image), encoder.encode_image(crops)
+
+    def _member_losses(self, member: EncoderMember, global_embedding: torch.Tensor,
+                       crop_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        direction = losses.directional_loss(global_embedding, member.source_embedding, member.direction)
+        patch = losses.patch_loss(crop_embeddings, member.source_embedding, member.direction, self.config.threshold)
+        return direction, patch
 
     def terms(self, image: torch.Tensor, params: augment.CropParams,
               section: Callable[[str], ContextManager] = _no_section) -> dict[str, torch.Tensor]:
         """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1].
 
+        ``dir`` and ``patch`` are the members' weighted sums; with several members each
+        member's own values are added as ``dir[i]`` and ``patch[i]``.
         ``section(name)`` wraps each stage (augment, clip, vgg) for profiling.
         """
         w = self.weights
         zero = image.new_zeros(())
         out: dict[str, torch.Tensor] = {}
         if w.dir or w.patch:
-            global_embedding, crop_embeddings = self.clip_embeddings(image, params, section)
-            out["dir"] = losses.directional_loss(global_embedding, self.source_embedding, self.direction)
-            out["patch"] = losses.patch_loss(crop_embeddings, self.source_embedding, self.direction,
-                                             self.config.threshold)
-        else:  # both CLIP terms off: skip the CLIP call entirely
+            direction_sum: Any = 0
+            patch_sum: Any = 0
+            for index, member in enumerate(self.members):
+                direction, patch = self._member_losses(member, *self.clip_embeddings(image, params, section, member))
+                direction_sum = direction_sum + member.weight * direction
+                patch_sum = patch_sum + member.weight * patch
+                if len(self.members) > 1:
+                    out[f"dir[{index}]"], out[f"patch[{index}]"] = direction, patch
+            out["dir"], out["patch"] = direction_sum, patch_sum
+        else:  # both CLIP terms off: skip the CLIP calls entirely
             out["dir"] = out["patch"] = zero
         out["style"] = zero
         out.update(self._pixel_terms(image, section))
@@ -148,26 +195,36 @@ class StyleObjective:
             n_images = n_crops + 1  # index 0 is the whole image, 1.. the crops
             n_chunks = -(-n_images // clip_batch) if clip_batch > 0 else 1
             bounds = [round(i * n_images / n_chunks) for i in range(n_chunks + 1)]
-            for start, stop in zip(bounds[:-1], bounds[1:]):
-                first_crop, last_crop = max(start, 1) - 1, stop - 1
-                with section("augment"):
-                    batch = self._clip_views(leaf, params.subset(first_crop, last_crop), with_whole=start == 0)
-                with section("clip"):
-                    embeddings = self.clip.encode_image(batch)
-                loss = leaf.new_zeros(())
-                if start == 0:
-                    direction_loss = losses.directional_loss(embeddings[:1], self.source_embedding, self.direction)
-                    values["dir"] = float(direction_loss.detach())
-                    loss = loss + w.dir * direction_loss
-                    embeddings = embeddings[1:]
-                if len(embeddings):
-                    share = len(embeddings) / n_crops  # the patch loss is a mean over all crops
-                    patch = losses.patch_loss(embeddings, self.source_embedding, self.direction,
-                                              self.config.threshold) * share
-                    values["patch"] += float(patch.detach())
-                    loss = loss + w.patch * patch
-                with section("clip_backward"):
-                    loss.backward()
+            # Members one after the other, so peak memory is that of the largest one alone
+            # (the crops are re-gathered and re-warped per member: ~0.05 s a step at 512 px).
+            for index, member in enumerate(self.members):
+                size = member.encoder.input_resolution
+                member_values = {"dir": 0.0, "patch": 0.0}
+                for start, stop in zip(bounds[:-1], bounds[1:]):
+                    first_crop, last_crop = max(start, 1) - 1, stop - 1
+                    with section("augment"):
+                        batch = self._clip_views(leaf, params.subset(first_crop, last_crop), start == 0, size)
+                    with section("clip"):
+                        embeddings = member.encoder.encode_image(batch)
+                    loss = leaf.new_zeros(())
+                    if start == 0:
+                        direction_loss = losses.directional_loss(embeddings[:1], member.source_embedding,
+                                                                 member.direction)
+                        member_values["dir"] = float(direction_loss.detach())
+                        loss = loss + w.dir * (member.weight * direction_loss)
+                        embeddings = embeddings[1:]
+                    if len(embeddings):
+                        share = len(embeddings) / n_crops  # the patch loss is a mean over all crops
+                        patch = losses.patch_loss(embeddings, member.source_embedding, member.direction,
+                                                  self.config.threshold) * share
+                        member_values["patch"] += float(patch.detach())
+                        loss = loss + w.patch * (member.weight * patch)
+                    with section("clip_backward"):
+                        loss.backward()
+                for key in ("dir", "patch"):
+                    values[key] += member.weight * member_values[key]
+                    if len(self.members) > 1:
+                        values[f"{key}[{index}]"] = member_values[key]
         pixel_terms = self._pixel_terms(leaf, section)
         loss = sum(getattr(w, name) * term for name, term in pixel_terms.items())
         values.update({name: float(term.detach()) for name, term in pixel_terms.items()})

@@ -59,6 +59,8 @@ class ClipEncoder(nn.Module):
     `QuickGELUViaSiLU`); the state dict keeps its keys and values.
     """
 
+    family = "openai"
+
     def __init__(self, model: CLIP, name: str = "", mean: Sequence[float] = OPENAI_MEAN,
                  std: Sequence[float] = OPENAI_STD) -> None:
         super().__init__()
@@ -68,6 +70,7 @@ class ClipEncoder(nn.Module):
         self.name = name
         self.input_resolution = int(model.visual.input_resolution)
         self.context_length = int(model.context_length)
+        self.embedding_width = int(model.text_projection.shape[1])
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._dtype: torch.dtype | None = None

@@ -47,3 +47,57 @@ def make_random_clip(path: str | os.PathLike, size: str = "tiny", *, seed: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     return path
+
+
+# Tiny open_clip configs in the hub layout's open_clip_config.json form. "clip": open_clip's own
+# CLIP (ViT + causal text transformer, CLIP BPE tokenizer). "siglip": SigLIP's structure (timm
+# trunk with attention-pool head, non-causal text tower pooled at the last token, logit bias),
+# with the CLIP BPE tokenizer, which works offline. Mean/std 0.5 as SigLIP's, so a test can tell
+# that normalization comes from the folder and not from OpenAI's defaults.
+RANDOM_OPEN_CLIP_CONFIGS: dict[str, dict] = {
+    "clip": {
+        "model_cfg": {"embed_dim": 32,
+                      "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+                      "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}},
+        "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+                           "resize_mode": "squash"},
+    },
+    "siglip": {
+        "model_cfg": {"embed_dim": 32, "init_logit_bias": -10, "custom_text": True,
+                      "vision_cfg": {"image_size": 32, "timm_model_name": "clipstyle_vit_micro",
+                                     "timm_model_pretrained": False, "timm_pool": "map", "timm_proj": "none"},
+                      "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2,
+                                   "no_causal_mask": True, "proj_bias": True, "pool_type": "last"}},
+        "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+                           "resize_mode": "squash"},
+    },
+}
+
+
+def make_random_open_clip(folder: str | os.PathLike, kind: str = "clip", *, seed: int = 0) -> Path:
+    """Write a random-init open_clip model as a ``local-dir:`` folder (config + safetensors weights).
+
+    kind: a key of `RANDOM_OPEN_CLIP_CONFIGS`. Returns the folder; pass ``local-dir:FOLDER`` as
+    ``--clip-model``. Needs the open_clip extra.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from ..encoders.openclip import import_open_clip, register_micro_trunks
+
+    if kind not in RANDOM_OPEN_CLIP_CONFIGS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(RANDOM_OPEN_CLIP_CONFIGS)}")
+    open_clip = import_open_clip()
+    register_micro_trunks()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(RANDOM_OPEN_CLIP_CONFIGS[kind], indent=2))
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(seed)
+        model = open_clip.create_model(f"local-dir:{folder}", device="cpu")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+    return folder
+

@@ -1,0 +1,55 @@
+"""What the losses and metrics need from a vision-language encoder, whatever its family.
+
+Every backend (OpenAI CLIP through clip-anytorch, OpenCLIP and SigLIP through
+open_clip) is an ``nn.Module`` with these members. Images enter as NCHW RGB
+float in [0, 1] at any size; each encoder resizes and normalizes them its own
+way. Every returned embedding is a float32 unit vector: the directional and
+patch losses only take cosines, so a SigLIP model's logit scale and bias
+never enter them.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+
+from .templates import IMAGENET_TEMPLATES
+
+
+@runtime_checkable
+class ImageTextEncoder(Protocol):
+    """A frozen image/text encoder pair sharing one embedding space.
+
+    name: the ``--clip-model`` string it was loaded from.
+    family: "openai", "open_clip" (SigLIP models included).
+    input_resolution: side in px of the square images the image tower takes.
+    embedding_width: D, the length of every embedding.
+    mean, std: (1, 3, 1, 1) normalization applied after resizing.
+    autocast_dtype: reduced precision the towers compute in (None: fp32); settable.
+    """
+
+    name: str
+    family: str
+    input_resolution: int
+    embedding_width: int
+    mean: torch.Tensor
+    std: torch.Tensor
+    autocast_dtype: torch.dtype | None
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, D) unit vectors; differentiable w.r.t. ``images``."""
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Texts, no templates -> (N, D) unit vectors."""
+
+    def encode_prompt(self, text: str, templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
+        """One text through every template; the raw template embeddings averaged, then normalized -> (D,)."""
+
+    def compile_image_tower(self) -> None:
+        """Replace the image tower by its torch.compile'd version."""
+
+
+__all__ = ["ImageTextEncoder"]

@@ -1,0 +1,266 @@
+"""OpenCLIP and SigLIP models through open_clip.
+
+Three ways to name one (the part after ``open_clip:`` or ``local-dir:`` in
+``--clip-model``):
+
+- ``open_clip:ARCH:TAG``: an architecture and pretrained tag as open_clip
+  names them (``ViT-B-32:laion2b_s34b_b79k``, ``ViT-B-16-SigLIP:webli``),
+  downloaded once through the Hugging Face hub into ``$CLIPSTYLE_CACHE/open_clip``;
+- ``local-dir:/path``: a folder in open_clip's hub layout
+  (``open_clip_config.json`` with ``model_cfg`` and ``preprocess_cfg``, weights
+  as ``open_clip_model.safetensors`` or ``.bin``, tokenizer files), which is
+  how people keep models offline;
+- ``open_clip:ARCH`` alone builds the architecture with random weights (for
+  benchmarks and tests only; it carries no meaning).
+
+Input size, mean/std and tokenizer come with the model: SigLIP uses mean =
+std = 0.5, which open_clip knows only from a pretrained tag or a folder's
+``preprocess_cfg`` (without them it falls back to OpenAI's values, wrong for
+SigLIP). Images are squashed to the square input size, as open_clip's
+SigLIP preprocessing does.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from ..errors import ConfigError, ModelUnavailableError
+from .templates import IMAGENET_TEMPLATES, fill_templates
+from .weights import cache_dir
+
+INSTALL_HINT = "pip install 'clipstyle_opt[open_clip]' (brings open_clip_torch, timm and transformers)"
+HUB_HOST = ("huggingface.co", 443)
+NETWORK_PROBE_TIMEOUT_S = 3.0
+"""Seconds to wait for the hub before concluding there is no network. The hub client itself
+retries for about 50 s when offline (unless HF_HUB_OFFLINE=1), so we ask first."""
+
+
+def import_open_clip() -> Any:
+    """The open_clip module, or one clear line on how to install it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import open_clip
+    except ImportError:
+        raise ModelUnavailableError(f"open_clip models need the open_clip extra: {INSTALL_HINT}") from None
+    return open_clip
+
+
+class OpenClipEncoder(nn.Module):
+    """A frozen open_clip model (CLIP-style or SigLIP) with the project's encoding steps.
+
+    Images: NCHW RGB float in [0, 1], any size; resized (bicubic) to the
+    model's input size unless already there, then normalized with the
+    model's own mean/std. Embeddings are float32 unit vectors.
+    """
+
+    family = "open_clip"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, image_size: int,
+                 mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model.float().eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.input_resolution = int(image_size)
+        self.context_length = int(getattr(tokenizer, "context_length", 0) or 77)
+        with torch.no_grad():
+            probe = self.model.encode_text(self.tokenizer(["a"]))
+        self.embedding_width = int(probe.shape[-1])
+        self.register_buffer("mean", torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.autocast_dtype: torch.dtype | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def compile_image_tower(self) -> None:
+        if not isinstance(self.model.visual, torch._dynamo.eval_frame.OptimizedModule):
+            self.model.visual = torch.compile(self.model.visual)
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        # deviation from the OpenAI backend: open_clip's towers (timm trunks, LayerNorms that
+        # cast to their input's dtype) are run under autocast instead of weights cast once.
+        stack = contextlib.ExitStack()
+        if self.autocast_dtype is not None:
+            stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
+        if self.device.type == "cpu":  # plain matmul attention, as for the OpenAI backend
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        size = self.input_resolution
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+        return (images - self.mean) / self.std
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        with self._precision():
+            features = self.model.encode_image(self.preprocess(images))
+        return F.normalize(features.float(), dim=-1)
+
+    def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        for text in texts:
+            self._check_fits(text)
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def _check_fits(self, text: str) -> None:
+        """open_clip's tokenizers cut long texts silently; we refuse them, as for OpenAI CLIP."""
+        count = token_count(self.tokenizer, text)
+        if count is not None and count > self.context_length:
+            raise ConfigError(f"the text is too long for {self.name}: {count} tokens in a "
+                              f"{self.context_length}-token context ({text[:60]!r}...); shorten it")
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        with self._precision():
+            features = self.model.encode_text(self._tokens(texts))
+        return F.normalize(features.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_prompt(self, text: str, templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
+        with self._precision():
+            features = self.model.encode_text(self._tokens(fill_templates(text, tuple(templates))))
+        return F.normalize(features.float().mean(dim=0), dim=-1)
+
+
+def token_count(tokenizer: Any, text: str) -> int | None:
+    """Tokens ``text`` takes in ``tokenizer``'s context, start/end marks included (None: unknown)."""
+    if hasattr(tokenizer, "encoder") and hasattr(tokenizer, "encode"):  # open_clip's SimpleTokenizer (CLIP BPE)
+        return len(tokenizer.encode(text)) + 2
+    inner = getattr(tokenizer, "tokenizer", None)  # HFTokenizer wraps a transformers tokenizer
+    if inner is not None and callable(inner):
+        return len(inner(text)["input_ids"])
+    return None
+
+
+def _preprocess_values(model: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+    size = cfg.get("size", getattr(model.visual, "image_size", 224))
+    if isinstance(size, (tuple, list)):
+        if len(set(size)) != 1:
+            raise ModelUnavailableError(f"non-square input size {tuple(size)} is not supported")
+        size = size[0]
+    mean = tuple(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)))
+    std = tuple(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)))
+    return int(size), mean, std
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with socket.create_connection(HUB_HOST, timeout=NETWORK_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_hint(label: str) -> str:
+    return (f"cannot download {label}: no network and not in the cache ({cache_dir('open_clip')}); "
+            "download it once with network, or pass a local folder in open_clip's hub layout "
+            "with --clip-model local-dir:/path/to/folder")
+
+
+def _pretrained_is_cached(open_clip: Any, arch: str, tag: str) -> bool:
+    cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        return False
+    repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if filename.endswith((".bin", ".pth")):
+        names.insert(0, filename[:-4] + ".safetensors")
+    return any(isinstance(try_to_load_from_cache(repo, name, cache_dir=str(cache_dir("open_clip"))), str)
+               for name in names)
+
+
+MICRO_TRUNKS = {
+    # name: timm VisionTransformer arguments. Tiny trunks for the project's micro models and tests;
+    # timm must know a trunk by name before open_clip can build a config that names it.
+    "clipstyle_vit_micro": dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
+                                class_token=False, global_pool="map"),
+    "clipstyle_vit_micro64": dict(img_size=64, patch_size=8, embed_dim=64, depth=3, num_heads=2, mlp_ratio=2.0,
+                                  class_token=False, global_pool="map"),
+}
+
+
+def register_micro_trunks() -> None:
+    """Register `MICRO_TRUNKS` with timm (idempotent)."""
+    import timm
+    from timm.models import register_model
+    from timm.models.vision_transformer import VisionTransformer
+
+    for name, arguments in MICRO_TRUNKS.items():
+        if name in timm.list_models(name):
+            continue
+
+        def build(pretrained: bool = False, _arguments: dict = arguments, **kwargs: Any) -> nn.Module:
+            accepted = inspect.signature(VisionTransformer.__init__).parameters
+            # timm adds its own bookkeeping (pretrained_cfg, ...), which the constructor does not take
+            return VisionTransformer(**{**_arguments, **{k: v for k, v in kwargs.items() if k in accepted}})
+
+        build.__name__ = name
+        build.__module__ = "clipstyle_opt.encoders.openclip"
+        register_model(build)
+
+
+def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEncoder:
+    """Load ``ARCH[:TAG]`` or ``local-dir:/path`` (see the module docstring) as an `OpenClipEncoder`."""
+    open_clip = import_open_clip()
+    register_micro_trunks()
+    if spec.startswith("local-dir:"):
+        folder = Path(spec[len("local-dir:"):]).expanduser()
+        if not (folder / "open_clip_config.json").is_file():
+            raise ModelUnavailableError(f"{folder} is not an open_clip model folder (no open_clip_config.json)")
+        try:
+            json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))["model_cfg"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise ModelUnavailableError(f"{folder}/open_clip_config.json is not a valid open_clip config "
+                                        f"({type(exc).__name__}: {exc})") from None
+        model_name, pretrained, label = f"local-dir:{folder}", None, f"open_clip folder {folder}"
+    else:
+        arch, _, tag = spec.partition(":")
+        if arch not in open_clip.list_models():
+            raise ModelUnavailableError(f"open_clip has no architecture {arch!r}; `clipstyle models` lists the known ones")
+        if tag and not open_clip.get_pretrained_cfg(arch, tag):
+            tags = ", ".join(t for a, t in open_clip.list_pretrained() if a == arch) or "none"
+            raise ModelUnavailableError(f"open_clip has no pretrained tag {tag!r} for {arch} (known: {tags})")
+        model_name, pretrained, label = arch, tag or None, f"open_clip model {arch}:{tag}"
+        if tag and not _pretrained_is_cached(open_clip, arch, tag) and not _hub_reachable():
+            raise ModelUnavailableError(_offline_hint(label))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu",
+                                           cache_dir=str(cache_dir("open_clip")))
+            tokenizer = open_clip.get_tokenizer(model_name, cache_dir=str(cache_dir("open_clip")))
+    except ModelUnavailableError:
+        raise
+    except Exception as exc:  # open_clip, timm and the hub raise many kinds of errors
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ModelUnavailableError(f"cannot load {label}: {first_line}") from None
+    size, mean, std = _preprocess_values(model)
+    encoder = OpenClipEncoder(model, tokenizer, name=f"open_clip:{spec}" if not spec.startswith("local-dir:") else spec,
+                              image_size=size, mean=mean, std=std)
+    return encoder.to(device)
+
+
+__all__ = ["OpenClipEncoder", "load_open_clip", "import_open_clip", "register_micro_trunks", "token_count",
+           "INSTALL_HINT", "MICRO_TRUNKS"]

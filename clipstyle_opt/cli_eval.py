@@ -44,8 +44,10 @@ size, so outputs of any size (or squashed) are compared pixel for pixel.
 @click.option("--prompt", default=None, help="Prompt for every image (overrides the sidecars).")
 @click.option("--source-text", default=None,
               help="Source text of the direction [default: the sidecar's, else 'a Photo'].")
-@click.option("--clip-model", default="ViT-B/32", show_default=True,
-              help="CLIP model name (downloaded and cached) or a local checkpoint file.")
+@click.option("--clip-model", multiple=True, default=("ViT-B/32",), show_default="ViT-B/32",
+              help="Encoder for the CLIP metrics, as `stylize --clip-model` takes it (any backend). Repeat it "
+                   "to score under several encoders: columns are then suffixed with the model, "
+                   "e.g. clip_score[open_clip:ViT-B-16-SigLIP:webli] (cross-scoring).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the patch crops (the same crops for every image of a given size).")
@@ -60,7 +62,7 @@ size, so outputs of any size (or squashed) are compared pixel for pixel.
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the table.")
 @_handle_errors
 def eval_command(images: tuple[str, ...], content: Optional[str], prompt: Optional[str], source_text: Optional[str],
-                 clip_model: str, device: str, seed: int, size: int, metric_list: Optional[str],
+                 clip_model: tuple[str, ...], device: str, seed: int, size: int, metric_list: Optional[str],
                  csv_path: Optional[str], json_path: Optional[str], overwrite: bool, quiet: bool) -> None:
     from .evaluate import METRICS, check_metrics, check_outputs, evaluate
 

@@ -32,7 +32,8 @@ import torch
 
 from . import metrics as M
 from .devices import resolve_device
-from .encoders.clip import ClipEncoder, load_clip
+from .encoders.base import ImageTextEncoder
+from .encoders.registry import load_encoder, parse_model_spec
 from .encoders.vgg import VGGFeatures
 from .errors import ConfigError, ImageReadError
 from .imageio import atomic_write, check_output_file, load_image, read_metadata, sidecar_path
@@ -47,6 +48,13 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "lpips_alex": False, "dists": False, "ssim": True, "content_loss": False,
 }
 DEFAULT_SIZE = 512
+
+
+def higher_is_better(column: str) -> bool:
+    """Direction of a metric column, per-encoder columns (``clip_score[MODEL]``) included."""
+    return HIGHER_IS_BETTER[column.split("[", 1)[0]]
+
+
 EVAL_FORMAT = "clipstyle_opt.eval/1"
 
 
@@ -118,16 +126,20 @@ def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
 class Evaluator:
     """Loads the networks the chosen metrics need once, then scores any number of pairs.
 
-    clip_model: name or checkpoint file, loaded with `load_clip` (only if a
-    CLIP metric is asked for); or pass a loaded ``clip``. seed: seeds the
+    clip_model: a ``--clip-model`` string (any backend), loaded only if a CLIP
+    metric is asked for; or pass a loaded ``clip``. Several models (a list)
+    score every image under each: the CLIP metrics' columns are then suffixed
+    with the model, ``clip_score[open_clip:ViT-B-16-SigLIP:webli]``, so an
+    output optimized with one encoder can be cross-scored by others. seed: seeds the
     patch crops afresh for every image, so a score does not depend on the
     order of the images. size: long side (px) for the full-reference metrics
     (None = the output's own size). n_patches: crops of the patch score.
     """
 
-    def __init__(self, *, clip_model: str = "ViT-B/32", device: str = "auto", metrics: Sequence[str] = METRICS,
-                 seed: int = 0, size: int | None = DEFAULT_SIZE, n_patches: int = M.PATCH_COUNT,
-                 clip: ClipEncoder | None = None, vgg: VGGFeatures | None = None) -> None:
+    def __init__(self, *, clip_model: str | Sequence[str] = "ViT-B/32", device: str = "auto",
+                 metrics: Sequence[str] = METRICS, seed: int = 0, size: int | None = DEFAULT_SIZE,
+                 n_patches: int = M.PATCH_COUNT, clip: ImageTextEncoder | Sequence[ImageTextEncoder] | None = None,
+                 vgg: VGGFeatures | None = None) -> None:
         self.metrics = check_metrics(metrics)
         if size is not None and not 16 <= size <= 8192:
             raise ConfigError(f"size must be in 16..8192 px (or None), got {size}")
@@ -137,12 +149,25 @@ class Evaluator:
             raise ConfigError(f"seed must be >= 0, got {seed}")
         self.device = resolve_device(device)
         self.seed, self.size, self.n_patches = seed, size, n_patches
-        self.clip_model = clip.name if clip is not None and clip.name else clip_model
+        given = [] if clip is None else list(clip) if isinstance(clip, (list, tuple)) else [clip]
+        names = [clip_model] if isinstance(clip_model, str) else list(clip_model)
+        if given:
+            names = [encoder.name or name for encoder, name in zip(given, names + [""] * len(given))]
+        elif not names:
+            raise ConfigError("give at least one --clip-model")
+        names = [parse_model_spec(name).text if name else name for name in names]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--clip-model: the same model twice ({', '.join(names)})")
+        self.clip_model = names[0] if len(names) == 1 else names
         wanted = set(self.metrics)
-        self.clip = None
+        self.clips: list[tuple[str, ImageTextEncoder]] = []
         if wanted & CLIP_METRICS:
-            # load_clip gives fp32 (no autocast); a passed encoder keeps its own precision setting.
-            self.clip = (clip or load_clip(clip_model, self.device)).to(self.device)
+            # Loaded in fp32 (no autocast); a passed encoder keeps its own precision setting.
+            encoders = given or [load_encoder(name, self.device) for name in names]
+            suffixes = [""] if len(encoders) == 1 else [f"[{name}]" for name in names]
+            self.clips = [(suffix, encoder.to(self.device)) for suffix, encoder in zip(suffixes, encoders)]
+        self.clip = self.clips[0][1] if self.clips else None
+        """The first (or only) encoder."""
         from .perceptual import DISTS, LPIPS, vgg16_trunk
 
         # LPIPS-VGG, DISTS and the content loss share one frozen VGG16 trunk (one load, one copy in memory).
@@ -153,7 +178,7 @@ class Evaluator:
         self.vgg = None
         if "content_loss" in wanted:
             self.vgg = (vgg if vgg is not None else VGGFeatures(trunk, M.CONTENT_LAYERS, "vgg16")).to(self.device)
-        self._texts: dict[tuple[str, bool], torch.Tensor] = {}
+        self._texts: dict[tuple[int, str, bool], torch.Tensor] = {}
         self._content_key: Any = None
         self._content_cache: dict[str, Any] = {}
 
@@ -164,10 +189,10 @@ class Evaluator:
                 "patch_sizes": [M.PATCH_MIN, M.PATCH_MAX], "metrics": list(self.metrics),
                 "device": str(self.device)}
 
-    def _text(self, text: str, templates: bool) -> torch.Tensor:
-        key = (text, templates)
+    def _text(self, text: str, templates: bool, index: int = 0) -> torch.Tensor:
+        key = (index, text, templates)
         if key not in self._texts:
-            self._texts[key] = M._text_embedding(self.clip, text, templates)
+            self._texts[key] = M._text_embedding(self.clips[index][1], text, templates)
         return self._texts[key]
 
     def _content_features(self, key: Any, content: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
@@ -177,8 +202,9 @@ class Evaluator:
             return self._content_cache
         wanted = set(self.metrics)
         cache: dict[str, Any] = {}
-        if self.clip is not None and "clip_direction" in wanted:
-            cache["clip"] = self.clip.encode_image(content.to(self.device))
+        if "clip_direction" in wanted:
+            for index, (_, encoder) in enumerate(self.clips):
+                cache[("clip", index)] = encoder.encode_image(content.to(self.device))
         if self.lpips_vgg is not None and "lpips_vgg" in wanted:
             cache["lpips_vgg"] = self.lpips_vgg.features_of(target)
         if self.lpips_alex is not None and "lpips_alex" in wanted:
@@ -206,16 +232,17 @@ class Evaluator:
         small = (M.resize_long_side(output, self.size) if self.size else output).to(self.device)
         target = M.match_size(content, small).to(self.device)
         cached = self._content_features(content_key, content, target)
-        if self.clip is not None:
-            embedding = self.clip.encode_image(output.to(self.device))
+        for index, (suffix, encoder) in enumerate(self.clips):
+            embedding = encoder.encode_image(output.to(self.device))
             if "clip_score" in wanted:
-                out["clip_score"] = float(embedding[0] @ self._text(prompt, False))
+                out["clip_score" + suffix] = float(embedding[0] @ self._text(prompt, False, index))
             if "patch_clip_score" in wanted:
-                out["patch_clip_score"] = M.patch_clip_score(self.clip, output, self._text(prompt, False),
-                                                             seed=self.seed, n=self.n_patches)
+                out["patch_clip_score" + suffix] = M.patch_clip_score(encoder, output, self._text(prompt, False, index),
+                                                                      seed=self.seed, n=self.n_patches)
             if "clip_direction" in wanted:
-                direction = self._text(prompt, True) - self._text(source_text, True)
-                out["clip_direction"] = float(M.directional_similarity(embedding, cached["clip"], direction)[0])
+                direction = self._text(prompt, True, index) - self._text(source_text, True, index)
+                out["clip_direction" + suffix] = float(
+                    M.directional_similarity(embedding, cached[("clip", index)], direction)[0])
         if "lpips_vgg" in wanted:
             out["lpips_vgg"] = float(self.lpips_vgg.distance(self.lpips_vgg.features_of(small), cached["lpips_vgg"])[0])
         if "lpips_alex" in wanted:
@@ -227,7 +254,7 @@ class Evaluator:
             out["ssim"] = float(M.ssim(small, target)[0])
         if "content_loss" in wanted:
             out["content_loss"] = float(content_loss(self.vgg(small), cached["content_loss"], M.CONTENT_LAYERS))
-        return {name: out[name] for name in self.metrics}
+        return {name: out[name] for name in metric_names([out])}
 
     def score_job(self, job: EvalJob) -> dict[str, Any]:
         """One result row: the job's paths and texts, the output's size and every chosen metric."""
@@ -277,9 +304,11 @@ class Evaluation:
 
 
 def evaluate(images: Sequence[str | os.PathLike], *, content: str | os.PathLike | None = None,
-             prompt: str | None = None, source_text: str | None = None, clip_model: str = "ViT-B/32",
+             prompt: str | None = None, source_text: str | None = None,
+             clip_model: str | Sequence[str] = "ViT-B/32",
              device: str = "auto", metrics: Sequence[str] = METRICS, seed: int = 0,
-             size: int | None = DEFAULT_SIZE, n_patches: int = M.PATCH_COUNT, clip: ClipEncoder | None = None,
+             size: int | None = DEFAULT_SIZE, n_patches: int = M.PATCH_COUNT,
+             clip: ImageTextEncoder | Sequence[ImageTextEncoder] | None = None,
              callback: Callable[[int, int, dict[str, Any]], None] | None = None) -> Evaluation:
     """Score output images; one row (dict) per image, in the order given.
 
@@ -303,8 +332,13 @@ def evaluate(images: Sequence[str | os.PathLike], *, content: str | os.PathLike 
 
 
 def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The metrics present in ``rows``, in canonical order."""
-    return [name for name in METRICS if any(name in row for row in rows)]
+    """The metrics present in ``rows``, in canonical order; per-encoder columns (``clip_score[MODEL]``)
+    follow their metric, in the order they first appear."""
+    present = list(dict.fromkeys(key for row in rows for key in row))
+    names = []
+    for name in METRICS:
+        names += [key for key in present if key == name or key.startswith(name + "[")]
+    return names
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -375,7 +409,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table: one line per image (file name and prompt), the metrics, and a mean line."""
     names = metric_names(rows)
     arrows = {True: "+", False: "-"}
-    header = ["image", "prompt", *[f"{n}({arrows[HIGHER_IS_BETTER[n]]})" for n in names]]
+    header = ["image", "prompt", *[f"{n}({arrows[higher_is_better(n)]})" for n in names]]
 
     def cell(value: Any) -> str:
         if isinstance(value, float):

@@ -29,7 +29,7 @@ from PIL import Image
 
 from .config import StyleConfig
 from .errors import ConfigError, ImageReadError
-from .evaluate import DEFAULT_SIZE, HIGHER_IS_BETTER, METRICS, _find_content, read_results
+from .evaluate import DEFAULT_SIZE, _find_content, higher_is_better, metric_names, read_results
 from .imageio import atomic_write, check_output_file, read_image, read_metadata
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -140,7 +140,7 @@ def build_report_data(directory: str | os.PathLike, *, metric_rows: Sequence[dic
         raise ImageReadError(f"no outputs with metadata (a JSON sidecar with a prompt) under {directory}")
     matched = _match_metrics([p for p, _ in outputs], metric_rows or [],
                              Path(metrics_base) if metrics_base else None)
-    metric_keys = [m for m in METRICS if any(m in row for row in matched.values())]
+    metric_keys = metric_names(list(matched.values()))  # per-encoder columns included
     groups: dict[str, dict[str, Any]] = {}
     for path, metadata in outputs:
         recorded = metadata.get("content")
@@ -178,7 +178,7 @@ def build_report_data(directory: str | os.PathLike, *, metric_rows: Sequence[dic
                             "outputs": items})
     return {
         "title": title or f"clipstyle report: {root.resolve().name}",
-        "metrics": [{"key": m, "higher_is_better": HIGHER_IS_BETTER[m]} for m in metric_keys],
+        "metrics": [{"key": m, "higher_is_better": higher_is_better(m)} for m in metric_keys],
         "groups": data_groups,
     }
 

@@ -188,3 +188,23 @@ def test_models_lists_names_sizes_and_widths():
     everything = CliRunner().invoke(cli, ["models"]).output
     row = next(line for line in everything.splitlines() if line.startswith("openai:ViT-B/32 "))
     assert row.split()[1:3] == ["224", "512"]
+
+
+def test_eval_scores_under_each_encoder_with_suffixed_columns(tiny_stylizer, tiny_clip, siglip_like, photo, tmp_path):
+    from clipstyle_opt.evaluate import Evaluator, evaluate, resolve_job
+
+    output = tiny_stylizer.stylize(photo, "fire", steps=1).save(tmp_path / "out.png")
+    metrics = ["clip_score", "clip_direction", "ssim"]
+    both = evaluate([output], clip=[tiny_clip, siglip_like], clip_model=[tiny_clip.name, siglip_like.name],
+                    metrics=metrics, device="cpu")
+    row = both[0]
+    clip_columns = [key for key in row if key.startswith(("clip_score", "clip_direction"))]
+    assert clip_columns == [f"clip_score[{tiny_clip.name}]", f"clip_score[{siglip_like.name}]",
+                            f"clip_direction[{tiny_clip.name}]", f"clip_direction[{siglip_like.name}]"]
+    # Each column is what that encoder alone gives, under the unsuffixed name.
+    for encoder in (tiny_clip, siglip_like):
+        alone = Evaluator(clip=encoder, metrics=metrics, device="cpu").score_job(resolve_job(output))
+        for metric in ("clip_score", "clip_direction"):
+            assert row[f"{metric}[{encoder.name}]"] == pytest.approx(alone[metric], abs=tolerances.reordered())
+    assert "ssim" in row and f"clip_score[{tiny_clip.name}](+)" in both.table().splitlines()[0]
+    assert f"clip_score[{tiny_clip.name}]" in both.mean()

@@ -7,6 +7,14 @@ its own. Prints a table and writes JSON (default benchmarks/bench_step.json).
 
     python benchmarks/bench_step.py                 # CPU, ours at auto precision
     python benchmarks/bench_step.py --device cuda   # GPU
+    python benchmarks/bench_step.py --precisions auto --clip-model open_clip:ViT-B-16-SigLIP \
+        --clip-model openai:ViT-B/32 --clip-model open_clip:ViT-B-32   # per backend, then their ensemble
+
+With ``--clip-model`` (repeatable), ours is also timed with each named encoder
+alone and, for two or more, with all of them as an equal-weight ensemble.
+Every encoder has random weights at its real architecture's size:
+``openai:ViT-B/32`` is clip's own model class, ``open_clip:ARCH`` open_clip's
+(SigLIP with mean/std 0.5; its text side only runs once, before the timing).
 """
 from __future__ import annotations
 
@@ -83,16 +91,55 @@ def setup(device: torch.device, size: int):
 
 # --- ours --------------------------------------------------------------------
 
+def random_encoder(model: str, device: torch.device):
+    """An encoder with random weights at the real architecture's size: ``openai:ViT-B/32`` or ``open_clip:ARCH``."""
+    if model in ("openai:ViT-B/32", "ViT-B/32"):
+        return ClipEncoder(random_vit_b32(device), name="openai:ViT-B/32 (random)").to(device)
+    if not model.startswith("open_clip:"):
+        sys.exit(f"--clip-model {model!r}: the benchmark builds openai:ViT-B/32 or open_clip:ARCH with random weights")
+    from clipstyle_opt.encoders.openclip import OpenClipEncoder, import_open_clip
+
+    open_clip = import_open_clip()
+    arch = model[len("open_clip:"):].split(":")[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        network = open_clip.create_model(arch, pretrained=None, device="cpu")
+    context = int(getattr(network, "context_length", 77) or 77)
+    vocab = int(getattr(network, "vocab_size", 0) or 32000)
+
+    def tokenizer(texts):
+        """Characters as token ids: the real SigLIP tokenizers download, and ids do not change the
+        cost; distinct texts still get distinct ids, so the text direction is not zero."""
+        tokens = torch.zeros(len(texts), context, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [(ord(char) * 31 + i) % (vocab - 1) + 1 for i, char in enumerate(text[:context])]
+            tokens[row, :len(ids)] = torch.tensor(ids)
+        return tokens
+
+    tokenizer.context_length = context
+    siglip = "siglip" in arch.lower()
+    size = network.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    mean = (0.5,) * 3 if siglip else (0.48145466, 0.4578275, 0.40821073)
+    std = (0.5,) * 3 if siglip else (0.26862954, 0.26130258, 0.27577711)
+    return OpenClipEncoder(network, tokenizer, name=f"{model} (random)", image_size=size, mean=mean,
+                           std=std).to(device)
+
+
 def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size: int, compile: bool,
-             plain_malloc: bool = False) -> dict:
+             plain_malloc: bool = False, models: tuple[str, ...] = ("openai:ViT-B/32",)) -> dict:
     if device.type == "cpu" and not plain_malloc:  # as Stylizer does
         reuse_freed_cpu_memory()
     config, content, vgg = setup(device, size)
-    clip = ClipEncoder(random_vit_b32(device)).to(device)
-    clip.autocast_dtype = resolve_precision(precision, device)
-    if compile:  # compiled during set-up and the warm-up steps, which are not timed
-        clip.compile_image_tower()
-    objective = StyleObjective(clip, vgg, config, content, PROMPT)
+    encoders = []
+    for model in models:
+        encoder = random_encoder(model, device)
+        encoder.autocast_dtype = resolve_precision(precision, device)
+        if compile:  # compiled during set-up and the warm-up steps, which are not timed
+            encoder.compile_image_tower()
+        encoders.append((encoder, 1.0 / len(models)))
+    clip = encoders[0][0]
+    objective = StyleObjective(encoders if len(encoders) > 1 else clip, vgg, config, content, PROMPT)
     generator = torch.Generator().manual_seed(0)
     unet = seeded_unet(16, 0).to(device)
     optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **({"fused": True} if device.type == "cuda" else {}))
@@ -114,7 +161,9 @@ def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size
             breakdown.append(dict(sections.seconds))
         losses.append(terms)
     path = "ours+compile" if compile else "ours+plain-malloc" if plain_malloc else "ours"
-    return {"path": path, "precision": precision_name(clip.autocast_dtype),
+    if models != ("openai:ViT-B/32",):
+        path = " + ".join(model.split(":", 1)[1] if model.startswith("open") else model for model in models)
+    return {"path": path, "models": list(models), "precision": precision_name(clip.autocast_dtype),
             "step_times": step_times,
             "breakdown": {k: statistics.median(b[k] for b in breakdown) for k in breakdown[0]},
             "losses": losses}
@@ -197,9 +246,11 @@ def child(args) -> None:
     if args.mode == "baseline":
         result = run_baseline(device, args.steps, args.warmup, args.size)
     else:
-        _, precision, *flags = args.mode.split(":")
+        head, _, models = args.mode.partition("|")
+        _, precision, *flags = head.split(":")
         result = run_ours(device, precision, args.steps, args.warmup, args.size, compile="compile" in flags,
-                          plain_malloc="plain-malloc" in flags)
+                          plain_malloc="plain-malloc" in flags,
+                          models=tuple(models.split("|")) if models else ("openai:ViT-B/32",))
     result["median_s"] = statistics.median(result["step_times"])
     result["peak_mb"] = peak_memory_mb(device)
     print("RESULT " + json.dumps(result), flush=True)
@@ -241,6 +292,9 @@ def main() -> None:
                         help="also time ours at auto precision with CLIP's image tower compiled (--compile)")
     parser.add_argument("--plain-malloc", action="store_true",
                         help="also time ours at auto precision with glibc's default malloc settings (CPU)")
+    parser.add_argument("--clip-model", action="append", default=[],
+                        help="also time ours (auto precision) with this encoder, random weights (repeatable; "
+                             "two or more: also their equal-weight ensemble)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_step.json"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -253,14 +307,19 @@ def main() -> None:
     modes = [f"ours:{p}" for p in args.precisions.split(",")] + (["ours:auto:compile"] if args.compile else [])
     if device.type == "cpu" and args.plain_malloc:
         modes.append("ours:auto:plain-malloc")
+    modes += [f"ours:auto|{model}" for model in args.clip_model if model not in ("openai:ViT-B/32", "ViT-B/32")]
+    if len(args.clip_model) > 1:
+        modes.append("ours:auto|" + "|".join(args.clip_model))
     runs = [spawn("baseline", args)] + [spawn(mode, args) for mode in modes]
     baseline = runs[0]
     print(f"\n{device_name(device)} | torch {torch.__version__} | {args.size}x{args.size}, 64 crops of 128 px, "
           f"ViT-B/32 (random weights), VGG16 content loss\n")
-    print(f"{'path':<20}{'precision':<10}{'median s/step':>14}{'peak MB':>10}{'vs baseline':>13}")
+    width = max(20, *(len(run["path"]) + 2 for run in runs))
+    print(f"{'path':<{width}}{'precision':<10}{'median s/step':>14}{'peak MB':>10}{'vs baseline':>13}")
     for run in runs:
         ratio = baseline["median_s"] / run["median_s"]
-        print(f"{run['path']:<20}{run['precision']:<10}{run['median_s']:>14.3f}{run['peak_mb']:>10.0f}{ratio:>12.2f}x")
+        print(f"{run['path']:<{width}}{run['precision']:<10}{run['median_s']:>14.3f}{run['peak_mb']:>10.0f}"
+              f"{ratio:>12.2f}x")
     for run in runs[1:]:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(run["breakdown"].items(), key=lambda kv: -kv[1]))
         print(f"\nbreakdown of {run['path']} ({run['precision']}), median s: {parts}")

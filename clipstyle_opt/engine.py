@@ -23,7 +23,7 @@ from .devices import is_out_of_memory, precision_name, resolve_device, resolve_p
 from .encoders.base import ImageTextEncoder
 from .encoders.registry import ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
-from .errors import ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
+from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
 from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file, fit_size, load_image,
                       resize, save_image, to_pil)
 from .objective import TERM_NAMES, StyleObjective
@@ -301,6 +301,8 @@ class Stylizer:
             seconds = time.perf_counter() - step_started
             step_seconds.append(seconds)
             history.append({"step": step, **values, "lr": lr, "seconds": seconds})
+            if step == min(REJECTION_CHECK_STEPS, config.steps):
+                _warn_if_rejection_is_total(history, config)
             if callback is not None:
                 callback(StepInfo(step, config.steps, values, lr, seconds, output.detach()))
             if should_stop is not None and step < config.steps and should_stop():
@@ -354,6 +356,27 @@ def _non_finite_term(values: dict[str, float], unet: StyleUNet) -> str | None:
     if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
         return "gradient"
     return None
+
+
+REJECTION_CHECK_STEPS = 3
+"""Steps after which the patch rejection is checked (`_warn_if_rejection_is_total`)."""
+
+
+def _warn_if_rejection_is_total(history: list[dict[str, float]], config: StyleConfig) -> None:
+    """Warn when the threshold rejects (almost) every crop from the start: the patch loss then gives
+    (almost) no gradient. CLIPstyler's 0.7 was tuned on CLIP ViT-B/32's cosine distances (at the
+    start no crop follows the text yet, scores sit near 1 and none is rejected); other encoders,
+    SigLIP above all, spread 1 - cos differently, so 0.7 can mean something else there."""
+    kept = [row["patch_kept"] for row in history if "patch_kept" in row]
+    if not kept or config.lambda_patch == 0 or config.threshold == 0:
+        return
+    share = sum(kept) / len(kept)
+    if share < 0.02:
+        models = config.clip_model if isinstance(config.clip_model, str) else " + ".join(config.clip_model)
+        warnings.warn(ClipstyleWarning(
+            f"--threshold {config.threshold:g} rejected {100 * (1 - share):.0f} % of the crops in the first "
+            f"{len(kept)} step(s) under {models}: the patch loss gives almost no gradient; 0.7 was tuned for "
+            f"CLIP ViT-B/32, so lower --threshold for this encoder (0 turns rejection off)"), stacklevel=3)
 
 
 def _adam_options(device: torch.device) -> dict[str, Any]:

@@ -143,6 +143,11 @@ class StyleObjective:
         with section("clip"):
             return encoder.encode_image(image), encoder.encode_image(crops)
 
+    def _kept(self, crop_embeddings: torch.Tensor, member: EncoderMember) -> float:
+        """Share of these crops the patch rejection keeps (score >= threshold), in [0, 1]."""
+        scores = losses.direction_scores(crop_embeddings, member.source_embedding, member.direction)
+        return float((scores >= self.config.threshold).float().mean())
+
     def _member_losses(self, member: EncoderMember, global_embedding: torch.Tensor,
                        crop_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         direction = losses.directional_loss(global_embedding, member.source_embedding, member.direction)
@@ -154,7 +159,8 @@ class StyleObjective:
         """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1].
 
         ``dir`` and ``patch`` are the members' weighted sums; with several members each
-        member's own values are added as ``dir[i]`` and ``patch[i]``.
+        member's own values are added as ``dir[i]`` and ``patch[i]``. ``patch_kept`` is the
+        share of crops the rejection keeps, in [0, 1] (weighted over members; not a loss).
         ``section(name)`` wraps each stage (augment, clip, vgg) for profiling.
         """
         w = self.weights
@@ -163,13 +169,17 @@ class StyleObjective:
         if w.dir or w.patch:
             direction_sum: Any = 0
             patch_sum: Any = 0
+            kept = 0.0
             for index, member in enumerate(self.members):
-                direction, patch = self._member_losses(member, *self.clip_embeddings(image, params, section, member))
+                global_embedding, crop_embeddings = self.clip_embeddings(image, params, section, member)
+                direction, patch = self._member_losses(member, global_embedding, crop_embeddings)
                 direction_sum = direction_sum + member.weight * direction
                 patch_sum = patch_sum + member.weight * patch
+                kept += member.weight * self._kept(crop_embeddings.detach(), member)
                 if len(self.members) > 1:
                     out[f"dir[{index}]"], out[f"patch[{index}]"] = direction, patch
             out["dir"], out["patch"] = direction_sum, patch_sum
+            out["patch_kept"] = image.new_tensor(kept)
         else:  # both CLIP terms off: skip the CLIP calls entirely
             out["dir"] = out["patch"] = zero
         out["style"] = zero
@@ -199,7 +209,7 @@ class StyleObjective:
             # (the crops are re-gathered and re-warped per member: ~0.05 s a step at 512 px).
             for index, member in enumerate(self.members):
                 size = member.encoder.input_resolution
-                member_values = {"dir": 0.0, "patch": 0.0}
+                member_values = {"dir": 0.0, "patch": 0.0, "patch_kept": 0.0}
                 for start, stop in zip(bounds[:-1], bounds[1:]):
                     first_crop, last_crop = max(start, 1) - 1, stop - 1
                     with section("augment"):
@@ -218,11 +228,12 @@ class StyleObjective:
                         patch = losses.patch_loss(embeddings, member.source_embedding, member.direction,
                                                   self.config.threshold) * share
                         member_values["patch"] += float(patch.detach())
+                        member_values["patch_kept"] += self._kept(embeddings.detach(), member) * share
                         loss = loss + w.patch * (member.weight * patch)
                     with section("clip_backward"):
                         loss.backward()
-                for key in ("dir", "patch"):
-                    values[key] += member.weight * member_values[key]
+                for key in ("dir", "patch", "patch_kept"):
+                    values[key] = values.get(key, 0.0) + member.weight * member_values[key]
                     if len(self.members) > 1:
                         values[f"{key}[{index}]"] = member_values[key]
         pixel_terms = self._pixel_terms(leaf, section)

@@ -208,3 +208,20 @@ def test_eval_scores_under_each_encoder_with_suffixed_columns(tiny_stylizer, tin
             assert row[f"{metric}[{encoder.name}]"] == pytest.approx(alone[metric], abs=tolerances.reordered())
     assert "ssim" in row and f"clip_score[{tiny_clip.name}](+)" in both.table().splitlines()[0]
     assert f"clip_score[{tiny_clip.name}]" in both.mean()
+
+
+def test_a_threshold_that_rejects_every_crop_is_reported(tiny_stylizer, photo):
+    """0.7 was tuned on CLIP ViT-B/32 distances; when a threshold rejects everything from the
+    start (here 1.99: only a crop pointing straight against the direction would pass), the patch
+    loss is dead and the user is told, once, with the encoder and what to change."""
+    from clipstyle_opt.errors import ClipstyleWarning
+
+    with pytest.warns(ClipstyleWarning, match=r"--threshold 1.99 rejected 100 % of the crops in the first 3 step"):
+        result = tiny_stylizer.stylize(photo, "fire", steps=3, threshold=1.99)
+    assert all(row["patch_kept"] == 0 for row in result.history)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClipstyleWarning)
+        kept = tiny_stylizer.stylize(photo, "fire", steps=3)  # 0.7: at the start nothing matches, all kept
+    assert all(row["patch_kept"] > 0.5 for row in kept.history)

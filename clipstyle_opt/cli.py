@@ -29,10 +29,9 @@ from .interrupts import exit_code
 # One line of help per StyleConfig field; the default shown is the reference default.
 FIELD_HELP: dict[str, str] = {
     "source_text": "Text describing the content photo; the style direction is PROMPT minus this.",
-    "clip_model": ("Encoder: an OpenAI CLIP name or checkpoint file, open_clip:ARCH:TAG (OpenCLIP, SigLIP), or "
-                   "local-dir:/path (open_clip hub layout); see `clipstyle models`. Repeat it for a weighted "
-                   "ensemble, each as NAME@WEIGHT or with --clip-weights."),
-    "clip_weights": "Comma-separated ensemble weights, one per --clip-model (normalized to sum 1) [default: equal].",
+    "clip_model": ("Encoder (`clipstyle models`): CLIP name or file, open_clip:ARCH:TAG, local-dir:/path. "
+                   "Repeat for an ensemble (NAME@WEIGHT)."),
+    "clip_weights": "Comma-separated ensemble weights, one per --clip-model, normalized to sum 1 [default: equal].",
     "vgg": "VGG for content/style losses: vgg16 (bundled, offline) or vgg19 (reference; downloads).",
     "content_layers": "Comma-separated VGG layers of the content loss.",
     "style_layers": "Comma-separated VGG layers of the Gram style loss (with --style-image).",
@@ -82,7 +81,7 @@ def _config_options(command: Callable) -> Callable:
             continue
         if item.name == "clip_model":  # repeatable: several make an ensemble
             command = click.option(_flag(item.name), item.name, multiple=True, default=(default,),
-                                   help=FIELD_HELP[item.name], show_default=default)(command)
+                                   help=FIELD_HELP[item.name], show_default=True)(command)
             continue
         if item.name in _CHOICES:
             kind: Any = click.Choice(_CHOICES[item.name])
@@ -93,6 +92,8 @@ def _config_options(command: Callable) -> Callable:
         else:
             kind = type(default)
         shown: Any = True if default is not None else "the photo's own size, capped at --max-output-size"
+        if default == "":  # an empty list: the help says what it means
+            shown = False
         option = click.option(_flag(item.name), item.name, type=kind, default=default,
                               help=FIELD_HELP[item.name], show_default=shown)
         command = option(command)

@@ -47,7 +47,7 @@ def main() -> int:
         # The README's "pattern" settings for the micro model (rejection off, low content weight),
         # kept at the training size: the micro model's patterns are coarse (it sees 64 px).
         config = StyleConfig(clip_model=str(MICRO_CLIP), size=128, output_size=128, steps=200,
-                             threshold=0.0, lambda_c=3.0)
+                             threshold=0.0, lambda_c=30.0)
         stylizer = Stylizer(config)
     print(f"stylizing {photo.name} with {prompt!r} on {stylizer.device} ({config.steps} steps)")
     per_call = {k: v for k, v in config.to_dict().items() if k not in ENCODER_KEYS}

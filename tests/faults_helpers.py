@@ -56,15 +56,15 @@ def no_model_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the checks")
 
-    monkeypatch.setattr(engine, "load_clip", refuse)
+    monkeypatch.setattr(engine, "load_encoder", refuse)
     monkeypatch.setattr(engine, "load_vgg", refuse)
-    monkeypatch.setattr(evaluate, "load_clip", refuse)
+    monkeypatch.setattr(evaluate, "load_encoder", refuse)
 
 
 @pytest.fixture
 def fast_models(monkeypatch, tiny_clip, vgg16):
     """The CLI gets the session's tiny CLIP and VGG16 instead of loading them (saves seconds per run)."""
-    monkeypatch.setattr(engine, "load_clip", lambda name, device="cpu": tiny_clip)
+    monkeypatch.setattr(engine, "load_encoder", lambda spec, device="cpu": tiny_clip)
     monkeypatch.setattr(engine, "load_vgg", lambda arch, layers, device="cpu": vgg16)
 
 

@@ -12,8 +12,17 @@ from __future__ import annotations
 from typing import Protocol, Sequence, runtime_checkable
 
 import torch
+from torch.nn import functional as F
 
 from .templates import IMAGENET_TEMPLATES
+
+
+def resize_and_normalize(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """NCHW images in [0, 1] squashed to ``size`` x ``size`` px (bicubic, as the reference resizes
+    the whole image; skipped at that size already), then ``(x - mean) / std``."""
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+    return (images - mean) / std
 
 
 @runtime_checkable
@@ -52,4 +61,4 @@ class ImageTextEncoder(Protocol):
         """Replace the image tower by its torch.compile'd version."""
 
 
-__all__ = ["ImageTextEncoder"]
+__all__ = ["ImageTextEncoder", "resize_and_normalize"]

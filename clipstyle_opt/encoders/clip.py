@@ -16,6 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ModelUnavailableError
 from ..prompts import check_text
+from .base import resize_and_normalize
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir, download
 
@@ -103,10 +104,7 @@ class ClipEncoder(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Resize to the input resolution (bicubic, as the reference) and normalize."""
-        size = self.input_resolution
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
-        return (images - self.mean) / self.std
+        return resize_and_normalize(images, self.input_resolution, self.mean, self.std)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, D) unit vectors. Differentiable w.r.t. ``images``."""

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ConfigError, ModelUnavailableError
+from .base import resize_and_normalize
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir
 
@@ -101,10 +102,8 @@ class OpenClipEncoder(nn.Module):
         return stack
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        size = self.input_resolution
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
-        return (images - self.mean) / self.std
+        """Squash to the input size (bicubic) and normalize with the model's own mean/std."""
+        return resize_and_normalize(images, self.input_resolution, self.mean, self.std)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         with self._precision():

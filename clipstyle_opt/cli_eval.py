@@ -6,7 +6,7 @@ from typing import Optional
 import click
 
 from .cli import _handle_errors, cli
-from .config import DEVICES
+from .config import DEVICES, StyleConfig
 from .errors import ConfigError
 
 _EVAL_HELP = """Score output IMAGES: text match (CLIP) and content preservation.
@@ -44,7 +44,7 @@ size, so outputs of any size (or squashed) are compared pixel for pixel.
 @click.option("--prompt", default=None, help="Prompt for every image (overrides the sidecars).")
 @click.option("--source-text", default=None,
               help="Source text of the direction [default: the sidecar's, else 'a Photo'].")
-@click.option("--clip-model", multiple=True, default=("ViT-B/32",), show_default="ViT-B/32",
+@click.option("--clip-model", multiple=True, default=(StyleConfig.clip_model,), show_default=True,
               help="Encoder for the CLIP metrics, as `stylize --clip-model` takes it (any backend). Repeat it "
                    "to score under several encoders: columns are then suffixed with the model, "
                    "e.g. clip_score[open_clip:ViT-B-16-SigLIP:webli] (cross-scoring).")

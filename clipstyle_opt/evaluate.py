@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import torch
 
 from . import metrics as M
+from .config import StyleConfig
 from .devices import resolve_device
 from .encoders.base import ImageTextEncoder
 from .encoders.registry import load_encoder, parse_model_spec
@@ -48,6 +49,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "lpips_alex": False, "dists": False, "ssim": True, "content_loss": False,
 }
 DEFAULT_SIZE = 512
+DEFAULT_CLIP_MODEL = StyleConfig.clip_model
+"""The training's default encoder: scores default to the model the default run optimizes with."""
 
 
 def higher_is_better(column: str) -> bool:
@@ -136,7 +139,7 @@ class Evaluator:
     (None = the output's own size). n_patches: crops of the patch score.
     """
 
-    def __init__(self, *, clip_model: str | Sequence[str] = "ViT-B/32", device: str = "auto",
+    def __init__(self, *, clip_model: str | Sequence[str] = DEFAULT_CLIP_MODEL, device: str = "auto",
                  metrics: Sequence[str] = METRICS, seed: int = 0, size: int | None = DEFAULT_SIZE,
                  n_patches: int = M.PATCH_COUNT, clip: ImageTextEncoder | Sequence[ImageTextEncoder] | None = None,
                  vgg: VGGFeatures | None = None) -> None:
@@ -305,7 +308,7 @@ class Evaluation:
 
 def evaluate(images: Sequence[str | os.PathLike], *, content: str | os.PathLike | None = None,
              prompt: str | None = None, source_text: str | None = None,
-             clip_model: str | Sequence[str] = "ViT-B/32",
+             clip_model: str | Sequence[str] = DEFAULT_CLIP_MODEL,
              device: str = "auto", metrics: Sequence[str] = METRICS, seed: int = 0,
              size: int | None = DEFAULT_SIZE, n_patches: int = M.PATCH_COUNT,
              clip: ImageTextEncoder | Sequence[ImageTextEncoder] | None = None,

@@ -95,8 +95,7 @@ class StyleObjective:
                                                     encoder.encode_prompt(config.source_text)),
                               encoder.encode_image(content)[0])
                 for encoder, weight in pairs]
-            first = self.members[0]
-            self.clip, self.direction, self.source_embedding = first.encoder, first.direction, first.source_embedding
+            self.clip = self.members[0].encoder  # its precision is the VGG's too
             self.content_features = {k: v.float() for k, v in self._vgg(content).items() if k in self.content_layers}
             self.target_grams = {}
             if style_image is not None:

@@ -21,7 +21,7 @@ from . import augment
 from .config import StyleConfig
 from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
 from .encoders.base import ImageTextEncoder
-from .encoders.registry import ensemble, load_encoder
+from .encoders.registry import encoder_list, ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
 from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file, fit_size, load_image,
@@ -191,7 +191,7 @@ class Stylizer:
             reuse_freed_cpu_memory()
         started = time.perf_counter()
         members = ensemble(self.config.clip_model, self.config.clip_weights)
-        given = [] if clip is None else list(clip) if isinstance(clip, (list, tuple)) else [clip]
+        given = encoder_list(clip)
         if given and len(given) != len(members):
             raise ConfigError(f"{len(given)} encoder(s) given for {len(members)} clip_model(s)")
         encoders = given or [load_encoder(spec, self.device) for spec, _ in members]

@@ -34,7 +34,7 @@ from . import metrics as M
 from .config import StyleConfig
 from .devices import resolve_device
 from .encoders.base import ImageTextEncoder
-from .encoders.registry import load_encoder, parse_model_spec
+from .encoders.registry import encoder_list, load_encoder, parse_model_spec
 from .encoders.vgg import VGGFeatures
 from .errors import ConfigError, ImageReadError
 from .imageio import atomic_write, check_output_file, load_image, read_metadata, sidecar_path
@@ -152,7 +152,7 @@ class Evaluator:
             raise ConfigError(f"seed must be >= 0, got {seed}")
         self.device = resolve_device(device)
         self.seed, self.size, self.n_patches = seed, size, n_patches
-        given = [] if clip is None else list(clip) if isinstance(clip, (list, tuple)) else [clip]
+        given = encoder_list(clip)
         names = [clip_model] if isinstance(clip_model, str) else list(clip_model)
         if given:
             names = [encoder.name or name for encoder, name in zip(given, names + [""] * len(given))]

@@ -173,7 +173,7 @@ def _offline_hint(label: str) -> str:
             "with --clip-model local-dir:/path/to/folder")
 
 
-def _pretrained_is_cached(open_clip: Any, arch: str, tag: str) -> bool:
+def pretrained_is_cached(open_clip: Any, arch: str, tag: str) -> bool:
     cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
     hub = cfg.get("hf_hub", "")
     if not hub:
@@ -242,7 +242,7 @@ def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEnc
             tags = ", ".join(t for a, t in open_clip.list_pretrained() if a == arch) or "none"
             raise ModelUnavailableError(f"open_clip has no pretrained tag {tag!r} for {arch} (known: {tags})")
         model_name, pretrained, label = arch, tag or None, f"open_clip model {arch}:{tag}"
-        if tag and not _pretrained_is_cached(open_clip, arch, tag) and not _hub_reachable():
+        if tag and not pretrained_is_cached(open_clip, arch, tag) and not _hub_reachable():
             raise ModelUnavailableError(_offline_hint(label))
     try:
         with warnings.catch_warnings():

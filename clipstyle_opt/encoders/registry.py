@@ -24,9 +24,6 @@ import torch
 from ..errors import ConfigError
 from .base import ImageTextEncoder
 
-FAMILIES = ("openai", "open_clip")
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """One parsed ``--clip-model`` string.
@@ -106,6 +103,13 @@ def ensemble(models: str | Sequence[str], weights: Sequence[float] = ()) -> list
     return [(spec, value / total) for spec, value in zip(specs, raw)]
 
 
+def encoder_list(encoders: ImageTextEncoder | Sequence[ImageTextEncoder] | None) -> list[ImageTextEncoder]:
+    """Already loaded encoder(s) as a list: None gives [], one encoder [it], a sequence its items."""
+    if encoders is None:
+        return []
+    return list(encoders) if isinstance(encoders, (list, tuple)) else [encoders]
+
+
 def load_encoder(spec: str | ModelSpec, device: torch.device | str = "cpu") -> ImageTextEncoder:
     """Load one frozen encoder from a ``--clip-model`` string (any ``@WEIGHT`` is ignored here)."""
     parsed = parse_model_spec(spec) if isinstance(spec, str) else spec
@@ -157,13 +161,13 @@ def known_models() -> list[dict[str, Any]]:
         rows.append({"model": f"openai:{name}", "family": "openai", "input_px": size, "width": width,
                      "cached": (clip_cache / os.path.basename(url)).is_file()})
     if open_clip is not None:
-        from .openclip import _pretrained_is_cached
+        from .openclip import pretrained_is_cached
 
         for arch, tag in open_clip.list_pretrained():
             size, width = _size_and_width(_open_clip_config(open_clip, arch))
             rows.append({"model": f"open_clip:{arch}:{tag}", "family": "open_clip", "input_px": size,
-                         "width": width, "cached": _pretrained_is_cached(open_clip, arch, tag)})
+                         "width": width, "cached": pretrained_is_cached(open_clip, arch, tag)})
     return rows
 
 
-__all__ = ["ModelSpec", "parse_model_spec", "ensemble", "load_encoder", "known_models", "FAMILIES"]
+__all__ = ["ModelSpec", "parse_model_spec", "ensemble", "load_encoder", "known_models", "encoder_list"]

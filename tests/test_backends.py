@@ -157,6 +157,28 @@ def test_offline_open_clip_name_fails_fast_in_one_line(monkeypatch, tmp_path):
     assert list(photo_dir.iterdir()) == []
 
 
+def test_cached_weights_without_their_tokenizer_fail_fast_offline(monkeypatch, open_clip_dirs):
+    """SigLIP weights in the cache but not the hub tokenizer they name: without network the hub
+    client is put in offline mode while loading, so the run stops at once (not after ~50 s of
+    retries), in one line that says the tokenizer is missing; the flag is restored afterwards."""
+    from huggingface_hub import constants
+
+    open_clip = openclip.import_open_clip()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(openclip, "HUB_HOST", ("127.0.0.1", 9))  # nothing listens: as without network
+    monkeypatch.setattr(openclip, "pretrained_is_cached", lambda *args: True)
+    tiny = open_clip.create_model(f"local-dir:{open_clip_dirs['siglip']}", device="cpu")
+    monkeypatch.setattr(open_clip, "create_model", lambda *args, **kwargs: tiny)  # "the cached weights"
+    started = time.perf_counter()
+    with pytest.raises(ModelUnavailableError) as caught:
+        load_encoder("open_clip:ViT-B-16-SigLIP:webli")
+    assert time.perf_counter() - started < 10
+    message = str(caught.value)
+    assert "\n" not in message and "ViT-B-16-SigLIP:webli" in message and "tokenizer" in message
+    assert constants.HF_HUB_OFFLINE is False
+
+
 def test_unknown_open_clip_names_and_tags_are_named():
     with pytest.raises(ModelUnavailableError, match="no architecture 'ViT-Q-99'"):
         load_encoder("open_clip:ViT-Q-99:x")

@@ -81,7 +81,24 @@ class OpenClipEncoder(nn.Module):
         self.embedding_width = int(probe.shape[-1])
         self.register_buffer("mean", torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.autocast_dtype: torch.dtype | None = None
+        self._dtype: torch.dtype | None = None
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The reduced precision the towers compute in (bf16/fp16), or None for fp32."""
+        return self._dtype
+
+    @autocast_dtype.setter
+    def autocast_dtype(self, dtype: torch.dtype | None) -> None:
+        # As for the OpenAI backend, the frozen weights are cast once instead of running under
+        # autocast, which re-casts every weight on every call (measured in benchmarks/RESULTS.md:
+        # under autocast open_clip's ViT-B-32 was slower in bf16 than in fp32 on a 2-core CPU).
+        # Norm layers keep fp32 parameters (layer_norm takes a low-precision input with fp32
+        # weights); images are cast at the tower's entry, features back to fp32 at its exit.
+        if dtype == self._dtype:
+            return
+        _cast_weights_except_norms(self.model, dtype or torch.float32)
+        self._dtype = dtype
 
     @property
     def device(self) -> torch.device:
@@ -92,11 +109,7 @@ class OpenClipEncoder(nn.Module):
             self.model.visual = torch.compile(self.model.visual)
 
     def _precision(self) -> contextlib.AbstractContextManager:
-        # deviation from the OpenAI backend: open_clip's towers (timm trunks, LayerNorms that
-        # cast to their input's dtype) are run under autocast instead of weights cast once.
         stack = contextlib.ExitStack()
-        if self.autocast_dtype is not None:
-            stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
         if self.device.type == "cpu":  # plain matmul attention, as for the OpenAI backend
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
         return stack
@@ -107,7 +120,7 @@ class OpenClipEncoder(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         with self._precision():
-            features = self.model.encode_image(self.preprocess(images))
+            features = self.model.encode_image(self.preprocess(images).to(self._dtype or torch.float32))
         return F.normalize(features.float(), dim=-1)
 
     def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
@@ -133,6 +146,17 @@ class OpenClipEncoder(nn.Module):
         with self._precision():
             features = self.model.encode_text(self._tokens(fill_templates(text, tuple(templates))))
         return F.normalize(features.float().mean(dim=0), dim=-1)
+
+
+def _cast_weights_except_norms(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast every floating parameter and buffer of ``model`` to ``dtype``, except those of norm
+    layers (LayerNorm, RMSNorm, GroupNorm, BatchNorm and timm/open_clip subclasses), kept in fp32."""
+    for module in model.modules():
+        if isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)):
+            continue
+        for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.to(dtype)
 
 
 def token_count(tokenizer: Any, text: str) -> int | None:
@@ -173,6 +197,31 @@ def _offline_hint(label: str) -> str:
             "with --clip-model local-dir:/path/to/folder")
 
 
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """While loading: when there is no network, put the Hugging Face hub client in offline mode,
+    so that a file missing from the cache (a tokenizer whose weights are cached, say) fails at once
+    instead of after ~50 s of retries. huggingface_hub reads the flag from its constants module."""
+    if not offline:
+        yield
+        return
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    saved_env, saved_flag = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], constants.HF_HUB_OFFLINE = "1", True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved_flag
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
+
+
 def pretrained_is_cached(open_clip: Any, arch: str, tag: str) -> bool:
     cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
     hub = cfg.get("hf_hub", "")
@@ -195,7 +244,9 @@ MICRO_TRUNKS = {
     # timm must know a trunk by name before open_clip can build a config that names it.
     "clipstyle_vit_micro": dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
                                 class_token=False, global_pool="map"),
-    "clipstyle_vit_micro64": dict(img_size=64, patch_size=8, embed_dim=64, depth=3, num_heads=2, mlp_ratio=2.0,
+    # The bundled micro SigLIP's trunk (tests/data/micro_siglip): the micro CLIP's image tower sizes
+    # (64 px, patch 8, width 192, 4 layers, 3 heads) in SigLIP's layout (no class token, attention pool).
+    "clipstyle_vit_micro64": dict(img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3, mlp_ratio=4.0,
                                   class_token=False, global_pool="map"),
 }
 
@@ -234,6 +285,7 @@ def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEnc
             raise ModelUnavailableError(f"{folder}/open_clip_config.json is not a valid open_clip config "
                                         f"({type(exc).__name__}: {exc})") from None
         model_name, pretrained, label = f"local-dir:{folder}", None, f"open_clip folder {folder}"
+        offline = True  # everything is in the folder; never let the hub client look elsewhere
     else:
         arch, _, tag = spec.partition(":")
         if arch not in open_clip.list_models():
@@ -242,10 +294,12 @@ def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEnc
             tags = ", ".join(t for a, t in open_clip.list_pretrained() if a == arch) or "none"
             raise ModelUnavailableError(f"open_clip has no pretrained tag {tag!r} for {arch} (known: {tags})")
         model_name, pretrained, label = arch, tag or None, f"open_clip model {arch}:{tag}"
-        if tag and not pretrained_is_cached(open_clip, arch, tag) and not _hub_reachable():
+        hub_tokenizer = (open_clip.get_model_config(arch) or {}).get("text_cfg", {}).get("hf_tokenizer_name")
+        offline = bool(tag or hub_tokenizer) and not _hub_reachable()
+        if offline and tag and not pretrained_is_cached(open_clip, arch, tag):
             raise ModelUnavailableError(_offline_hint(label))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _hub_offline(offline):
             warnings.simplefilter("ignore")
             model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu",
                                            cache_dir=str(cache_dir("open_clip")))
@@ -253,6 +307,8 @@ def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEnc
     except ModelUnavailableError:
         raise
     except Exception as exc:  # open_clip, timm and the hub raise many kinds of errors
+        if offline and not spec.startswith("local-dir:"):  # e.g. weights cached, tokenizer not
+            raise ModelUnavailableError(_offline_hint(f"{label} (its tokenizer)")) from None
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ModelUnavailableError(f"cannot load {label}: {first_line}") from None
     size, mean, std = _preprocess_values(model)

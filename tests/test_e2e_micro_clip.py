@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from kornia.filters import spatial_gradient
 
 from clipstyle_opt import StyleConfig, Stylizer, losses
 from clipstyle_opt.imageio import load_image, resize
+from clipstyle_opt.testing.patterns import orientation_coherence
 
 ROOT = Path(__file__).resolve().parent.parent
 MICRO_CLIP = ROOT / "tests" / "data" / "micro_clip.pt"
@@ -55,20 +55,6 @@ def content_distance(stylizer: Stylizer, image: torch.Tensor, photo: torch.Tenso
     with torch.no_grad():
         layers = stylizer.config.content_layers
         return float(losses.content_loss(stylizer.vgg(image), stylizer.vgg(photo), layers))
-
-
-def orientation_coherence(image: torch.Tensor) -> float:
-    """How much of an image's edge energy shares one orientation, in [0, 1].
-
-    From the structure tensor summed over the whole image and its channels:
-    |(Jxx - Jyy, 2 Jxy)| / (Jxx + Jyy). Parallel stripes give a value near 1;
-    dots, noise, or a photo's edges in all directions give a low one. It needs
-    no CLIP, so it checks what a person would see, not what the micro model scores.
-    """
-    grad = spatial_gradient(image.float())  # (1, C, 2, H, W): d/dx, d/dy
-    gx, gy = grad[:, :, 0], grad[:, :, 1]
-    jxx, jyy, jxy = (gx * gx).sum(), (gy * gy).sum(), (gx * gy).sum()
-    return float(torch.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy))
 
 
 _runs: dict = {}

@@ -74,3 +74,20 @@ def test_zero_radius_changes_nothing(trainer, setup):
     same = trainer.adversarial_images(model, images, text, positives, 0.0, std,
                                       torch.Generator().manual_seed(0), bf16=False)
     assert torch.equal(same, images)
+
+
+def test_sigmoid_loss_is_siglip_s_pairwise_formula():
+    """-sum over pairs of log sigmoid(z (t cos + b)) / N, z = +1 for the positives: checked on a
+    hand-made 2 x 3 case, where several positives in a row need no special handling."""
+    sys.path.insert(0, str(TRAINER.parent))
+    import micro_siglip
+
+    images = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    texts = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    positives = torch.tensor([[True, False, True], [False, True, False]])
+    log_t, b = torch.tensor(float(np.log(10.0))), torch.tensor(-3.0)
+    loss = micro_siglip.sigmoid_loss(images, texts, log_t, b, positives)
+    cos = np.array([[1.0, 0.0, 2 ** -0.5], [0.0, 1.0, 2 ** -0.5]])
+    z = np.where(positives.numpy(), 1.0, -1.0)
+    expected = -np.log(1 / (1 + np.exp(-z * (10 * cos - 3)))).sum() / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-5)

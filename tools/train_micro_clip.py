@@ -28,10 +28,17 @@ can be steered by the stylization into faint streaks that it scores as
 look like the pattern, so the stylization draws it (tests/data/README gives
 the figures).
 
-Example (the command that made tests/data/micro_clip.pt)::
+``--family siglip`` trains a micro SigLIP instead (tools/micro_siglip.py):
+open_clip's ``CustomTextCLIP`` in SigLIP's layout, its own unigram tokenizer,
+and SigLIP's pairwise sigmoid loss with a learned scale and bias, saved as a
+``local-dir:`` folder. Same data, augmentation, adversarial half and schedule.
+
+Examples (the commands that made the bundled models)::
 
     python tools/train_micro_clip.py --out tests/data/micro_clip.pt --seed 0 --steps 1200 \
         --adversarial-eps 0.0314 --adversarial-fraction 0.5 --adversarial-warmup 0.3
+    python tools/train_micro_clip.py --family siglip --context-length 16 --out tests/data/micro_siglip \
+        --seed 0 --steps 1200
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable, Optional
 
 # Several processes may share the two cores; busy-waiting OpenMP threads then slow each
 # other down many times over. Must be set before torch loads its OpenMP runtime.
@@ -68,11 +76,21 @@ from clipstyle_opt.testing.textures import (  # noqa: E402
     CLIP_MEAN, CLIP_STD, make_batch, make_training_batch, tokenize_trimmed, zero_shot_accuracy,
 )
 
+#: loss(image_features, text_features, positives) -> scalar
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="tests/data/micro_clip.pt", help="output checkpoint (fp16 state dict)")
+    p.add_argument("--family", choices=("clip", "siglip"), default="clip",
+                   help="clip: OpenAI's CLIP class, softmax contrastive loss, saved as an fp16 state dict; "
+                        "siglip: open_clip's CustomTextCLIP in SigLIP's layout (timm trunk with attention "
+                        "pool, non-causal text tower, unigram tokenizer), pairwise sigmoid loss with a learned "
+                        "scale and bias, saved as a local-dir folder (tools/micro_siglip.py)")
+    p.add_argument("--out", default=None,
+                   help="output: a checkpoint file (clip) or a folder (siglip); default "
+                        "tests/data/micro_clip.pt or tests/data/micro_siglip")
     p.add_argument("--seed", type=int, default=0, help="seed of torch and of the data generator")
     p.add_argument("--steps", type=int, default=1200, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=128, help="image-caption pairs per step")
@@ -100,7 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="share of each batch that is perturbed (the rest stays clean)")
     p.add_argument("--adversarial-warmup", type=float, default=0.3,
                    help="share of the steps over which the radius ramps up linearly from 0")
-    g = p.add_argument_group("model (clip.model.CLIP arguments)")
+    g = p.add_argument_group("model (clip.model.CLIP arguments; for siglip: embed dim = the trunk's width, "
+                             "the image tower is --siglip-trunk)")
     g.add_argument("--embed-dim", type=int, default=128)
     g.add_argument("--image-resolution", type=int, default=64)
     g.add_argument("--vision-layers", type=int, default=4)
@@ -108,11 +127,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--vision-patch-size", type=int, default=8)
     g.add_argument("--text-width", type=int, default=128, help="text heads are width // 64, as build_model infers")
     g.add_argument("--text-layers", type=int, default=3)
-    g.add_argument("--context-length", type=int, default=77)
-    g.add_argument("--vocab-size", type=int, default=49408)
+    g.add_argument("--context-length", type=int, default=None, help="default 77 (clip), 32 (siglip)")
+    g.add_argument("--vocab-size", type=int, default=None,
+                   help="default 49408 (clip: OpenAI's BPE); siglip: the unigram tokenizer's size, default 256")
+    g.add_argument("--siglip-bias-init", type=float, default=None,
+                   help="initial logit bias of the sigmoid loss; default: the log-odds of a positive pair in "
+                        "a training batch (SigLIP's rationale for its -10, at this batch's positive rate)")
+    g.add_argument("--siglip-scale-init", type=float, default=10.0,
+                   help="initial logit scale t of the sigmoid loss (SigLIP: 10); learned from there")
+    g.add_argument("--siglip-trunk", default="clipstyle_vit_micro64",
+                   help="timm trunk of the siglip image tower (clipstyle_opt.encoders.openclip.MICRO_TRUNKS)")
     p.add_argument("--eval-images", type=int, default=512, help="held-out images for the zero-shot check")
     p.add_argument("--log-every", type=int, default=50)
     args = p.parse_args(argv)
+    siglip = args.family == "siglip"
+    if args.out is None:
+        args.out = "tests/data/micro_siglip" if siglip else "tests/data/micro_clip.pt"
+    if args.context_length is None:
+        args.context_length = 32 if siglip else 77
+    if args.vocab_size is None:
+        args.vocab_size = 256 if siglip else 49408
     if not (0 <= args.adversarial_eps <= 1 and 0 <= args.adversarial_fraction <= 1
             and 0 <= args.adversarial_warmup <= 1):
         p.error("--adversarial-eps, --adversarial-fraction and --adversarial-warmup must be in [0, 1]")
@@ -179,8 +213,9 @@ def encoder_precision(bf16: bool) -> contextlib.ExitStack:
     return stack
 
 
-def adversarial_images(model: CLIP, images: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor,
-                       eps: float, std: torch.Tensor, generator: torch.Generator, bf16: bool) -> torch.Tensor:
+def adversarial_images(model: torch.nn.Module, images: torch.Tensor, text_features: torch.Tensor,
+                       positives: torch.Tensor, eps: float, std: torch.Tensor, generator: torch.Generator,
+                       bf16: bool, loss_fn: Optional[LossFn] = None) -> torch.Tensor:
     """Normalized images pushed, within an L-infinity ball of ``eps`` pixel units, to raise the loss.
 
     Fast adversarial training (one signed-gradient step of 1.25 eps from a
@@ -189,13 +224,19 @@ def adversarial_images(model: CLIP, images: torch.Tensor, text_features: torch.T
     faint streaks that score as "stripes" without looking like them; a model
     that small perturbations cannot move has input gradients that look like
     the concept, which is what the U-Net then draws.
+
+    loss_fn(image_features, text_features, positives): the loss attacked;
+    default `image_to_text_loss` with the model's logit scale (CLIP).
     """
+    if loss_fn is None:
+        def loss_fn(features: torch.Tensor, texts: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+            return image_to_text_loss(features, texts, model.logit_scale.detach(), pos)
     scale = (eps / std).expand_as(images[:1])
     noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * scale
     delta = noise.requires_grad_(True)
     with encoder_precision(bf16):
         features = model.encode_image(images + delta)
-    loss = image_to_text_loss(features.float(), text_features.detach(), model.logit_scale.detach(), positives)
+    loss = loss_fn(features.float(), text_features.detach(), positives)
     (grad,) = torch.autograd.grad(loss, delta)
     step = 1.25 * scale * grad.sign()
     delta = torch.maximum(torch.minimum(delta.detach() + step, scale), -scale)
@@ -218,6 +259,47 @@ def fp16_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
     return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
 
 
+class SiglipFamily:
+    """What the siglip family changes in the training loop (tools/micro_siglip.py holds the parts)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import micro_siglip
+
+        from clipstyle_opt.encoders.openclip import MICRO_TRUNKS
+
+        self.parts = micro_siglip
+        self.tokenizer = micro_siglip.train_tokenizer(args.vocab_size)
+        width = MICRO_TRUNKS[args.siglip_trunk]["embed_dim"]
+        self.config = micro_siglip.model_config(
+            trunk=args.siglip_trunk, image_size=args.image_resolution, embed_dim=width,
+            context_length=args.context_length, vocab_size=len(self.tokenizer), text_width=args.text_width,
+            text_heads=max(1, args.text_width // 64), text_layers=args.text_layers)
+        self.context_length = args.context_length
+        self.mean, self.std = micro_siglip.SIGLIP_MEAN, micro_siglip.SIGLIP_STD
+
+    def build(self) -> torch.nn.Module:
+        return self.parts.build_model(self.config)
+
+    def tokens(self, captions: list[str]) -> torch.Tensor:
+        return self.parts.tokenize(self.tokenizer, captions, self.context_length)
+
+    def loss_fn(self, model: torch.nn.Module, detach: bool) -> LossFn:
+        def loss(image_features: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+            scale, bias = model.logit_scale, model.logit_bias
+            if detach:
+                scale, bias = scale.detach(), bias.detach()
+            return self.parts.sigmoid_loss(image_features, text_features, scale, bias, positives)
+        return loss
+
+    def save(self, model: torch.nn.Module, out: Path) -> int:
+        return self.parts.save_folder(model, self.tokenizer, self.config, out)
+
+    def reload(self, out: Path) -> torch.nn.Module:
+        from clipstyle_opt.encoders.openclip import load_open_clip
+        return load_open_clip(f"local-dir:{out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -225,14 +307,32 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
 
-    model = build(args)
+    family = SiglipFamily(args) if args.family == "siglip" else None
+    model = family.build() if family else build(args)
+    if family:
+        bias = args.siglip_bias_init
+        if bias is None:
+            # SigLIP initializes b = -10 so that training starts at the prior of its 32k-pair batches,
+            # about one positive per row. Here a row has several positives (classes repeat, partial
+            # captions), so the same rationale gives a far higher bias; at -10 the loss of the
+            # positives swamped everything and no pattern was learned (tests/data/README).
+            sample = make_training_batch(args.batch_size, 16, np.random.default_rng([args.seed, 1]),
+                                         templated_fraction=args.templated_fraction,
+                                         blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
+                                         partial_fraction=args.partial_fraction)
+            rate = float(sample.positives().float().mean())
+            bias = math.log(rate / (1 - rate))
+        with torch.no_grad():
+            model.logit_bias.fill_(bias)
+            model.logit_scale.fill_(math.log(args.siglip_scale_init))
     bf16 = args.precision == "bf16" or (args.precision == "auto" and torch.backends.mkldnn.is_available()
                                         and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(family.mean if family else CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(family.std if family else CLIP_STD).view(1, 3, 1, 1)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
+        embedding = "embedding" in name or "pos_embed" in name
+        (decay if param.ndim >= 2 and not embedding else no_decay).append(param)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=args.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
@@ -244,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"micro CLIP: {n_params / 1e6:.2f} M parameters, {args.steps} steps x {args.batch_size} pairs, "
+    print(f"micro {args.family}: {n_params / 1e6:.2f} M parameters, {args.steps} steps x {args.batch_size} pairs, "
           f"{torch.get_num_threads()} threads, {'bf16 autocast' if bf16 else 'fp32'}", flush=True)
     start = time.perf_counter()
     data_time = 0.0
@@ -260,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         images = (images - mean) / std
         unique = sorted(set(batch.captions))
         index = torch.tensor([unique.index(c) for c in batch.captions])
-        tokens = tokenize_trimmed(unique, args.context_length)
+        tokens = family.tokens(unique) if family else tokenize_trimmed(unique, args.context_length)
         positives = batch.positives()
         data_time += time.perf_counter() - t0
 
@@ -272,11 +372,15 @@ def main(argv: list[str] | None = None) -> int:
             eps = args.adversarial_eps * min(1.0, (step + 1) / max(1.0, args.adversarial_warmup * args.steps))
             k = round(args.adversarial_fraction * images.shape[0])
             perturbed = adversarial_images(model, images[:k], text_features.float(), positives[:k], eps,
-                                           std, generator, bf16)
+                                           std, generator, bf16,
+                                           loss_fn=family.loss_fn(model, detach=True) if family else None)
             images = torch.cat([perturbed, images[k:]])
         with encoder_precision(bf16):
             image_features = model.encode_image(images)
-        loss = contrastive_loss(image_features.float(), text_features.float(), model.logit_scale, positives)
+        if family:
+            loss = family.loss_fn(model, detach=False)(image_features.float(), text_features.float(), positives)
+        else:
+            loss = contrastive_loss(image_features.float(), text_features.float(), model.logit_scale, positives)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -287,20 +391,24 @@ def main(argv: list[str] | None = None) -> int:
         running = value if running is None else 0.95 * running + 0.05 * value
         if (step + 1) % args.log_every == 0 or step == 0:
             elapsed = time.perf_counter() - start
-            print(f"step {step + 1:5d}/{args.steps}  loss {running:.3f}  scale {model.logit_scale.exp():.1f}  "
+            bias = f"  bias {model.logit_bias.item():.2f}" if family else ""
+            print(f"step {step + 1:5d}/{args.steps}  loss {running:.3f}  scale {model.logit_scale.exp():.1f}{bias}  "
                   f"lr {lr_at(step):.2e}  {elapsed:.0f} s (data {data_time:.0f} s)", flush=True)
     train_time = time.perf_counter() - start
     print(f"training time: {train_time:.1f} s ({data_time:.1f} s making data)", flush=True)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(fp16_state_dict(model), out)
-    size = out.stat().st_size
-
-    # Held-out check on the saved (fp16) weights, reloaded the way the project loads them.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reloaded, _ = clip.load(str(out), device="cpu", jit=False)
+    if family:
+        size = family.save(model, out)
+        reloaded = family.reload(out)  # the project's OpenClipEncoder: resizes and normalizes itself
+    else:
+        torch.save(fp16_state_dict(model), out)
+        size = out.stat().st_size
+        # Held-out check on the saved (fp16) weights, reloaded the way the project loads them.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reloaded, _ = clip.load(str(out), device="cpu", jit=False)
     reloaded.eval()
     eval_rng = np.random.default_rng([args.seed, 7919])  # a stream training never draws from
     images, _, labels = make_batch(args.eval_images, args.render_size, eval_rng)
@@ -310,15 +418,19 @@ def main(argv: list[str] | None = None) -> int:
     over_clutter = zero_shot_accuracy(reloaded, blended, blended_labels)
     report = {
         "command": "python tools/train_micro_clip.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
+        "family": args.family, "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "train_time_s": round(train_time, 1), "data_time_s": round(data_time, 1),
         "size_bytes": size, "parameters": n_params, "threads": args.threads,
         "precision": "bf16" if bf16 else "fp32",
         "eval_images": args.eval_images,
         "zero_shot_plain": plain, "zero_shot_templated": templated, "zero_shot_blended_plain": over_clutter,
-        "logit_scale": float(reloaded.logit_scale.detach().exp()),
+        "logit_scale": float(model.logit_scale.detach().exp()),
     }
-    with open(out.with_suffix(".json"), "w") as fh:
+    if family:
+        report["logit_bias"] = float(model.logit_bias.detach())
+        report["tokenizer_vocab"] = len(family.tokenizer)
+    report_path = out.parent / (out.name + ".json") if family else out.with_suffix(".json")
+    with open(report_path, "w") as fh:
         json.dump(report, fh, indent=2)
     print(f"saved {out} ({size / 2**20:.2f} MiB)")
     for name, acc in (("plain captions", plain), ("templated prompts", templated),

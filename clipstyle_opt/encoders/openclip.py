@@ -93,11 +93,14 @@ class OpenClipEncoder(nn.Module):
         # As for the OpenAI backend, the frozen weights are cast once instead of running under
         # autocast, which re-casts every weight on every call (measured in benchmarks/RESULTS.md:
         # under autocast open_clip's ViT-B-32 was slower in bf16 than in fp32 on a 2-core CPU).
-        # Norm layers keep fp32 parameters (layer_norm takes a low-precision input with fp32
-        # weights); images are cast at the tower's entry, features back to fp32 at its exit.
+        # Norm layers are cast too: CUDA's layer_norm refuses bf16 inputs with fp32 weights (the
+        # CPU's takes them), and both compute the statistics in fp32 internally. Images are cast
+        # at the tower's entry, features back to fp32 at its exit.
         if dtype == self._dtype:
             return
-        _cast_weights_except_norms(self.model, dtype or torch.float32)
+        for tensor in [*self.model.parameters(), *self.model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.to(dtype or torch.float32)
         self._dtype = dtype
 
     @property
@@ -146,17 +149,6 @@ class OpenClipEncoder(nn.Module):
         with self._precision():
             features = self.model.encode_text(self._tokens(fill_templates(text, tuple(templates))))
         return F.normalize(features.float().mean(dim=0), dim=-1)
-
-
-def _cast_weights_except_norms(model: nn.Module, dtype: torch.dtype) -> None:
-    """Cast every floating parameter and buffer of ``model`` to ``dtype``, except those of norm
-    layers (LayerNorm, RMSNorm, GroupNorm, BatchNorm and timm/open_clip subclasses), kept in fp32."""
-    for module in model.modules():
-        if isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)):
-            continue
-        for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
-            if tensor.is_floating_point():
-                tensor.data = tensor.data.to(dtype)
 
 
 def token_count(tokenizer: Any, text: str) -> int | None:
@@ -245,9 +237,11 @@ MICRO_TRUNKS = {
     "clipstyle_vit_micro": dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
                                 class_token=False, global_pool="map"),
     # The bundled micro SigLIP's trunk (tests/data/micro_siglip): the micro CLIP's image tower sizes
-    # (64 px, patch 8, width 192, 4 layers, 3 heads) in SigLIP's layout (no class token, attention pool).
+    # (64 px, patch 8, width 192, 4 layers, 3 heads) in SigLIP's layout (no class token, attention
+    # pool), with a LayerNorm before the blocks as CLIP's ln_pre: in 250-step trials it learned
+    # patterns faster than without (19 % against 12 % held-out pattern accuracy, sigmoid loss).
     "clipstyle_vit_micro64": dict(img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3, mlp_ratio=4.0,
-                                  class_token=False, global_pool="map"),
+                                  class_token=False, global_pool="map", pre_norm=True),
 }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -440,24 +440,49 @@ def encode_images(model: torch.nn.Module, images: torch.Tensor, chunk: int = 256
     return torch.nn.functional.normalize(torch.cat(outs), dim=-1)
 
 
-def zero_shot_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: Sequence[tuple[str, str]],
-                       templates: Optional[Sequence[str]] = None) -> dict[str, float]:
-    """Held-out zero-shot accuracies (fractions in [0, 1]) of a CLIP on texture images.
+def _encoder_features(encoder: Any, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([encoder.encode_image(images[i:i + chunk].float())
+                          for i in range(0, images.shape[0], chunk)])
 
-    joint_colour / joint_pattern: softmax over the embeddings of all
-    "colour pattern" captions, marginalized over the other attribute.
+
+def _encoder_texts(encoder: Any, texts: Sequence[str], templates: Optional[Sequence[str]]) -> torch.Tensor:
+    if not templates:
+        return encoder.encode_text(list(texts))
+    return torch.stack([encoder.encode_prompt(text, tuple(templates)) for text in texts])
+
+
+def zero_shot_accuracy(model: Any, images: torch.Tensor, labels: Sequence[tuple[str, str]],
+                       templates: Optional[Sequence[str]] = None) -> dict[str, float]:
+    """Held-out zero-shot accuracies (fractions in [0, 1]) of a CLIP or SigLIP on texture images.
+
+    model: an OpenAI ``clip.model.CLIP``, or one of the project's encoders (anything with
+    ``encode_prompt``, e.g. `clipstyle_opt.encoders.openclip.OpenClipEncoder`), which then
+    resizes and normalizes the images itself, as in a stylization.
+    joint_colour / joint_pattern: probabilities over all "colour pattern" captions (CLIP's
+    softmax; SigLIP's per-pair sigmoid when the model has a logit bias), summed over the
+    other attribute.
     colour / pattern: nearest colour-only ("red") / pattern-only ("dots") text.
     templates: encode each text through these templates (averaged) instead of bare.
     """
     colours, patterns = list(COLOURS), list(PATTERNS)
-    image_features = encode_images(model, images)
-    scale = float(model.logit_scale.detach().exp())
-    joint = encode_texts(model, [f"{c} {p}" for c in colours for p in patterns], templates)
-    probs = (scale * image_features @ joint.T).softmax(dim=-1).view(-1, len(colours), len(patterns))
+    joint_texts = [f"{c} {p}" for c in colours for p in patterns]
+    if hasattr(model, "encode_prompt"):
+        network = model.model
+        image_features = _encoder_features(model, images)
+        joint, colour_only, pattern_only = (_encoder_texts(model, texts, templates)
+                                            for texts in (joint_texts, colours, patterns))
+    else:
+        network = model
+        image_features = encode_images(model, images)
+        joint, colour_only, pattern_only = (encode_texts(model, texts, templates)
+                                            for texts in (joint_texts, colours, patterns))
+    logits = float(network.logit_scale.detach().exp()) * image_features @ joint.T
+    bias = getattr(network, "logit_bias", None)
+    probs = (logits + float(bias)).sigmoid() if bias is not None else logits.softmax(dim=-1)
+    probs = probs.view(-1, len(colours), len(patterns))
     colour_index = torch.tensor([colours.index(c) for c, _ in labels])
     pattern_index = torch.tensor([patterns.index(p) for _, p in labels])
-    colour_only = encode_texts(model, colours, templates)
-    pattern_only = encode_texts(model, patterns, templates)
 
     def acc(pred: torch.Tensor, truth: torch.Tensor) -> float:
         return float((pred == truth).float().mean())

@@ -265,7 +265,8 @@ def spawn(mode: str, args) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
-        sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+        print(f"{mode} failed:\n{proc.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return None
     return json.loads(line[len("RESULT "):])
 
 
@@ -311,6 +312,10 @@ def main() -> None:
     if len(args.clip_model) > 1:
         modes.append("ours:auto|" + "|".join(args.clip_model))
     runs = [spawn("baseline", args)] + [spawn(mode, args) for mode in modes]
+    if runs[0] is None:
+        sys.exit("the baseline failed; no ratios to report")
+    failed = [mode for mode, run in zip(modes, runs[1:]) if run is None]
+    runs = [run for run in runs if run is not None]  # a failed path is reported above and left out
     baseline = runs[0]
     print(f"\n{device_name(device)} | torch {torch.__version__} | {args.size}x{args.size}, 64 crops of 128 px, "
           f"ViT-B/32 (random weights), VGG16 content loss\n")
@@ -332,7 +337,9 @@ def main() -> None:
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name(device),
               "torch": torch.__version__, "command": " ".join([Path(sys.executable).name, *sys.argv]),
               "settings": {"size": args.size, "n_crops": 64, "crop_size": 128, "clip": "ViT-B/32 random",
-                           "vgg": "vgg16"}, "runs": runs}
+                           "vgg": "vgg16"}, "runs": runs, "failed": failed}
+    if failed:
+        print(f"\nfailed (left out above): {', '.join(failed)}")
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.json}")
 

@@ -96,10 +96,18 @@ class SweepStore:
             handle.write(f"pid {os.getpid()}")
             handle.flush()
             self._lock_handle = handle
+            self._remove_stale_temps()
             yield self
         finally:
             self._lock_handle = None
             handle.close()
+
+    def _remove_stale_temps(self) -> None:
+        """Temp files of atomic writes that a killed sweep left (only the lock holder writes here)."""
+        for folder in (self.root, self.runs_dir, self.failed_dir, self.root / "plots"):
+            for temp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    temp.unlink()
 
     # --- reading ------------------------------------------------------------------------------------
     def image_path(self, run_id: str) -> Path:

@@ -108,16 +108,29 @@ def match_outputs(outputs: Sequence[str], results: Sequence[dict[str, str]]) -> 
 
 
 def metric_columns(results: Sequence[dict[str, str]], axes: Sequence[str] = ()) -> list[str]:
-    """Numeric columns that are metrics: eval metrics and loss terms, not axes or bookkeeping."""
+    """Numeric columns that are metrics: eval metrics and loss terms that vary, not axes or bookkeeping."""
     columns = list(results[0]) if results else []
     out = []
     for column in columns:
         if column in _BOOKKEEPING or column in axes:
             continue
-        values = [_number(row.get(column)) for row in results]
-        if any(v is not None for v in values):
+        values = {v for v in (_number(row.get(column)) for row in results) if v is not None}
+        if len(values) > 1:
             out.append(column)
     return out
+
+
+def sweep_axes(results: str | os.PathLike) -> list[str]:
+    """The axes of the sweep whose ``results.csv`` this is (from its ``sweep.json``), else []."""
+    import json
+
+    manifest = Path(results).parent / "sweep.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    axes = data.get("axes") if isinstance(data, dict) else None
+    return [a for a in axes if isinstance(a, str)] if isinstance(axes, list) else []
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -218,7 +231,7 @@ def correlate(ratings: str | os.PathLike, results: str | os.PathLike, *, metrics
     if len(matched) < 3:
         raise ImageReadError(f"only {len(matched)} of the {len(outputs)} rated outputs are in {results}; need at "
                              "least 3 (outputs are matched by the path the report shows, else by file name)")
-    available = metric_columns(table)
+    available = metric_columns(table, sweep_axes(results))
     if metrics:
         unknown = [m for m in metrics if m not in table[0]]
         if unknown:

@@ -120,8 +120,8 @@ def _duration(seconds: float) -> str:
 @click.option("--no-retry-failed", is_flag=True, help="Skip runs that failed before instead of retrying them.")
 @click.option("--dry-run", is_flag=True,
               help="Print the run count, a time estimate from a short probe, and the first runs; run nothing.")
-@click.option("--probe-steps", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Steps of the dry run's timing probe (0: no probe, no estimate).")
+@click.option("--probe-steps", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Steps of the dry run's timing probe, timed by their median (0: no probe, no estimate).")
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many runs --dry-run lists.")
 @_config_options

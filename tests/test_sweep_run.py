@@ -180,3 +180,16 @@ def test_a_sweep_killed_with_sigkill_resumes_without_redoing_or_losing_runs(tiny
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}  # nothing lost
     assert set(done) <= {r["run_id"] for r in rows}
     assert not list((out / "runs").glob(".*.tmp"))
+
+
+def test_eval_scores_each_run_as_clipstyle_eval_scores_its_file(tiny_clip_path, tmp_path):
+    from clipstyle_opt.evaluate import evaluate
+
+    spec = {"contents": [str(EXAMPLES / "chelsea.png")], "prompts": ["fire"], "base": tiny_base(tiny_clip_path)}
+    metrics = ("clip_score", "patch_clip_score", "clip_direction", "ssim")
+    frame = sweep(spec, tmp_path / "out", evaluate=True, eval_metrics=metrics, eval_size=64, figures=False)
+    row = frame.iloc[0]
+    scored = evaluate([tmp_path / "out" / row["image"]], clip_model=str(tiny_clip_path), device="cpu",
+                      metrics=metrics, size=64)[0]
+    for metric in metrics:
+        assert row[metric] == pytest.approx(scored[metric], rel=1e-5, abs=1e-6), metric

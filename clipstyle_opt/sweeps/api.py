@@ -79,7 +79,7 @@ class Plan:
 
 
 def plan(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, output: str | os.PathLike | None = None, *,
-         overrides: Mapping[str, Any] | None = None, probe_steps: int = 2) -> Plan:
+         overrides: Mapping[str, Any] | None = None, probe_steps: int = 3) -> Plan:
     """The dry run: count the runs, find those already done, and time a short probe of the first pending run
     (``probe_steps`` steps; 0 skips it) to estimate the rest: encoder loading once per encoder group, plus
     per run its set-up and output time and its steps at the probe's median step time."""

@@ -99,14 +99,15 @@ def contact_sheet(directory: str | os.PathLike, rows: Sequence[dict[str, Any]], 
     others = [a for a in varying if a not in (rows_axis, cols_axis)]
     row_axes = ([rows_axis] if rows_axis else []) + others
     font = _font(12)
+    label_w = LABEL_W if row_axes else 0  # one varying axis: no row labels
     cell_w, cell_h = cell + 2 * PAD, cell + CAPTION_H + 2 * PAD
-    width = LABEL_W + cell_w * max(1, len(col_values))
+    width = label_w + cell_w * max(1, len(col_values))
     height = HEADER_H + cell_h * len(row_keys)
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     for j, value in enumerate(col_values):
         text = _show(cols_axis, value) if cols_axis else ""
-        draw.text((LABEL_W + j * cell_w + PAD, 4), text, fill="black", font=font)
+        draw.text((label_w + j * cell_w + PAD, 4), text, fill="black", font=font)
     for i, row_key in enumerate(row_keys):
         top = HEADER_H + i * cell_h
         for line, (axis, value) in enumerate(zip(row_axes, row_key)):
@@ -115,7 +116,7 @@ def contact_sheet(directory: str | os.PathLike, rows: Sequence[dict[str, Any]], 
             run = cells.get((_key(row_key), _key(value)))
             if run is None:
                 continue
-            left = LABEL_W + j * cell_w + PAD
+            left = label_w + j * cell_w + PAD
             caption = str(run.get("run_id", ""))
             image_file = root / str(run.get("image") or "")
             if run.get("status") == "ok" and image_file.is_file():

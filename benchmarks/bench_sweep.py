@@ -7,7 +7,7 @@ Stylization = each run's own `Stylizer.stylize` time (set-up, steps, final rende
 writing images, sidecars and results.csv after every run, the contact sheet and plots; on Ray also
 starting Ray and its workers, and sending images.
 
-    python benchmarks/bench_sweep.py [--steps 2] [--skip-ray]
+    python benchmarks/bench_sweep.py [--steps 2] [--engines local,ray]
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def timed_methods() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--engines", default="local,ray", help="Comma-separated: local, ray (default both).")
     parser.add_argument("--json", default=None, help="Also write the figures here.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
@@ -56,7 +56,7 @@ def main() -> None:
                      "device": "cpu", "precision": "fp32", "max_output_size": 64}}
     totals = timed_methods()
     figures = {}
-    for engine in ("local",) + (() if args.skip_ray else ("ray",)):
+    for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
         totals.update(record_s=0.0, tables_s=0.0)
         started = time.perf_counter()
         frame = sweep(spec, work / engine, engine=engine, workers=2 if engine == "ray" else None)

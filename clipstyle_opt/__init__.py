@@ -5,15 +5,19 @@ Public surface::
     from clipstyle_opt import stylize, Stylizer, StyleConfig
     result = stylize("photo.jpg", "a watercolor painting", steps=100)
     result.save("out.png")
+
+    from clipstyle_opt import sweep                      # ablations: many runs, one table
+    frame = sweep("examples/sweeps/clipstyler_ablation.yaml", "runs/ablation")
 """
 from .config import PRESETS, StyleConfig, preset_config
 from .engine import Result, StepInfo, Stylizer, apply_unet_file, load_unet, stylize
 from .errors import ClipstyleError, ConfigError, ImageReadError, ModelUnavailableError, OutputExistsError
+from .sweeps.api import sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
     "stylize", "Stylizer", "StyleConfig", "Result", "StepInfo", "PRESETS", "preset_config",
     "apply_unet_file", "load_unet", "ClipstyleError", "ConfigError", "ImageReadError",
-    "ModelUnavailableError", "OutputExistsError", "__version__",
+    "ModelUnavailableError", "OutputExistsError", "sweep", "__version__",
 ]

@@ -424,6 +424,7 @@ def models_command(pattern: str | None, cached_only: bool) -> None:
 
 
 from . import cli_eval  # noqa: E402,F401  (registers eval and report)
+from . import cli_sweep  # noqa: E402,F401  (registers sweep and correlate)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """``clipstyle eval`` and ``clipstyle report``: parse flags, call `evaluate` / `report`, print."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import click
@@ -97,7 +98,8 @@ def eval_command(images: tuple[str, ...], content: Optional[str], prompt: Option
 
 @cli.command("report")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("-o", "--output", default="report.html", show_default=True, help="The HTML file to write.")
+@click.option("-o", "--output", default=None,
+              help="The HTML file to write [default: report.html; DIRECTORY/report.html for a sweep directory].")
 @click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False), default=None,
               help="Show the metrics of this `clipstyle eval --json` file.")
 @click.option("--clip-model", default=None,
@@ -112,7 +114,7 @@ def eval_command(images: tuple[str, ...], content: Optional[str], prompt: Option
 @click.option("--title", default=None, help="Page title [default: the directory's name].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report file.")
 @_handle_errors
-def report_command(directory: str, output: str, metrics_file: Optional[str], clip_model: Optional[str], device: str,
+def report_command(directory: str, output: Optional[str], metrics_file: Optional[str], clip_model: Optional[str], device: str,
                    seed: int, size: int, max_side: int, title: Optional[str], overwrite: bool) -> None:
     """One self-contained HTML page comparing the outputs under DIRECTORY.
 
@@ -122,13 +124,19 @@ def report_command(directory: str, output: str, metrics_file: Optional[str], cli
     style and content ratings (optionally blind: labels hidden, order
     shuffled) and exports them as CSV. No server or network needed.
 
+    A sweep directory (`clipstyle sweep`) shows its results.csv: its eval metrics and its numeric axes as
+    sortable columns, each output labelled with its axis values.
+
     An output is an image whose sidecar records a prompt; its label is the
     sidecar's "method" (or "label") field, else its file name, so outputs of
     other methods join a comparison with a sidecar such as
     {"prompt": ..., "content": ..., "method": "AdaIN+CLIP"}.
     """
     from .report import write_report
+    from .sweeps.store import is_sweep_dir
 
+    if output is None:
+        output = str(Path(directory) / "report.html") if is_sweep_dir(directory) else "report.html"
     path = write_report(directory, output, metrics_file=metrics_file, clip_model=clip_model, device=device,
                         seed=seed, size=size or None, max_side=max_side, title=title, overwrite=overwrite)
     click.echo(f"wrote {path}", err=True)

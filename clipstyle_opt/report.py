@@ -133,14 +133,18 @@ def _match_metrics(outputs: Sequence[Path], rows: Sequence[dict[str, Any]],
 
 def build_report_data(directory: str | os.PathLike, *, metric_rows: Sequence[dict[str, Any]] | None = None,
                       metrics_base: str | os.PathLike | None = None, max_side: int = DEFAULT_MAX_SIDE,
-                      title: str | None = None) -> dict[str, Any]:
-    """Everything the page shows, as JSON-able data (images as data URIs)."""
+                      title: str | None = None, axes: Sequence[str] = ()) -> dict[str, Any]:
+    """Everything the page shows, as JSON-able data (images as data URIs).
+
+    axes: numeric columns of ``metric_rows`` shown and sortable beside the metrics (a sweep's axes;
+    sorted ascending first, with no better direction).
+    """
     outputs = collect_outputs(directory)
     if not outputs:
         raise ImageReadError(f"no outputs with metadata (a JSON sidecar with a prompt) under {directory}")
     matched = _match_metrics([p for p, _ in outputs], metric_rows or [],
                              Path(metrics_base) if metrics_base else None)
-    metric_keys = metric_names(list(matched.values()))  # per-encoder columns included
+    metric_keys = metric_names(list(matched.values())) + list(axes)  # per-encoder columns included
     groups: dict[str, dict[str, Any]] = {}
     for path, metadata in outputs:
         recorded = metadata.get("content")
@@ -178,7 +182,8 @@ def build_report_data(directory: str | os.PathLike, *, metric_rows: Sequence[dic
                             "outputs": items})
     return {
         "title": title or f"clipstyle report: {root.resolve().name}",
-        "metrics": [{"key": m, "higher_is_better": higher_is_better(m)} for m in metric_keys],
+        "metrics": [{"key": m, "higher_is_better": False, "axis": True} if m in axes
+                    else {"key": m, "higher_is_better": higher_is_better(m)} for m in metric_keys],
         "groups": data_groups,
     }
 
@@ -214,7 +219,12 @@ def write_report(directory: str | os.PathLike, output: str | os.PathLike, *,
         raise ConfigError(f"max_side must be in 32..4096 px, got {max_side}")
     rows: list[dict[str, Any]] = []
     base = None
-    if metrics_file is not None:
+    axes: list[str] = []
+    from .sweeps.store import is_sweep_dir
+
+    if metrics_file is None and clip_model is None and is_sweep_dir(directory):
+        rows, base, axes = sweep_rows(directory)
+    elif metrics_file is not None:
         rows, base = read_results(metrics_file), Path(metrics_file).parent
     elif clip_model is not None:
         from .evaluate import evaluate
@@ -223,7 +233,20 @@ def write_report(directory: str | os.PathLike, output: str | os.PathLike, *,
         if not outputs:
             raise ImageReadError(f"no outputs with metadata (a JSON sidecar with a prompt) under {directory}")
         rows = evaluate(outputs, clip_model=clip_model, device=device, seed=seed, size=size).rows
-    data = build_report_data(directory, metric_rows=rows, metrics_base=base, max_side=max_side, title=title)
+    data = build_report_data(directory, metric_rows=rows, metrics_base=base, max_side=max_side, title=title,
+                             axes=axes)
     html = render_html(data)
     atomic_write(output, lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
     return output
+
+
+def sweep_rows(directory: str | os.PathLike) -> tuple[list[dict[str, Any]], Path, list[str]]:
+    """A sweep directory's finished rows (eval metrics included when it ran with ``--eval``), the folder
+    their image paths are relative to, and its numeric axes (sortable columns of the page)."""
+    from .sweeps.plots import numeric_axes
+    from .sweeps.store import SweepStore
+
+    store = SweepStore(directory)
+    rows = [row for row in store.rows() if row.get("status") == "ok"]
+    axes = numeric_axes(rows, store.manifest().get("varying_axes") or [])
+    return rows, Path(directory), axes

@@ -47,6 +47,21 @@ def content_loss(features: Mapping[str, torch.Tensor], target_features: Mapping[
     return sum(F.mse_loss(features[layer].float(), target_features[layer].float()) for layer in layers)
 
 
+def masked_content_loss(features: Mapping[str, torch.Tensor], target_features: Mapping[str, torch.Tensor],
+                        layers: Sequence[str], keep: torch.Tensor) -> torch.Tensor:
+    """`content_loss` with each position weighted by ``keep`` (1, 1, H, W) in [0, 1] (1 = keep the photo here).
+
+    Per layer: mean over (N, C, h, w) of keep_l * (F - F_target)^2, where keep_l is
+    ``keep`` area-averaged to the layer's h x w. keep = 1 everywhere gives `content_loss`.
+    """
+    total = 0.0
+    for layer in layers:
+        diff = (features[layer].float() - target_features[layer].float()).pow(2)
+        weight = F.adaptive_avg_pool2d(keep.to(diff.dtype), diff.shape[-2:])
+        total = total + (diff * weight).mean()
+    return total
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, C) Gram matrices normalized by C * H * W."""
     n, c, h, w = features.shape

@@ -57,6 +57,8 @@ FIELD_HELP: dict[str, str] = {
     "crop_size": "Crop side in px, at most --size (clamped to the training image's short side).",
     "distortion": "Random perspective distortion of each crop, 0..1.",
     "threshold": "Patch rejection threshold on 1-cos (0 turns rejection off).",
+    "attention_patch": ("Weight each crop's patch loss by the relevance of its window to the --focus text "
+                        "(else the prompts), so crops on the important region count more."),
     "clip_batch": "Images per CLIP call in the backward pass (0: all 65 at once); memory vs speed only.",
     "seed": "Seed of all randomness (U-Net init, crops).",
     "compile": "torch.compile CLIP's image tower: slow first step, faster after (pays on long runs; needs a C++ compiler).",

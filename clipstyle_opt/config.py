@@ -101,6 +101,9 @@ class StyleConfig:
     """Random perspective distortion scale in [0, 1]."""
     threshold: float = 0.7
     """Patch scores (1 - cos) below this are rejected (set to 0); 0 disables rejection."""
+    attention_patch: bool = False
+    """Weight each crop's patch score by the mean relevance of its window on the photo for the focus
+    text (else the prompts), computed once (`clipstyle_opt.relevance`); normalized to mean 1 per step."""
 
     # --- run --------------------------------------------------------------
     clip_batch: int = 16
@@ -184,6 +187,8 @@ class StyleConfig:
               f"clip_weights must be a list of numbers, got {self.clip_weights!r}")
         ensemble(self.clip_model, self.clip_weights)  # syntax, counts and weights; nothing is loaded
         check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
+        check(isinstance(self.attention_patch, bool),
+              f"attention_patch must be true or false, got {self.attention_patch!r}")
         check(isinstance(self.source_text, str), f"source_text must be a string, got {self.source_text!r}")
         for group in ("content_layers", "style_layers"):
             layers = getattr(self, group)

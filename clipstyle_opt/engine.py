@@ -329,12 +329,18 @@ class Stylizer:
         style_tensor: Any = styles[0][0] if len(styles) == 1 else (styles or None)
         crop_masks, relevance = self._masks(guidance, content_train)
         mask = union(crop_masks) if crop_masks else None
+        attention = relevance
+        if config.attention_patch and attention is None:
+            from .relevance import relevance_map
+
+            attention = sum(t.weight * relevance_map(self.clip, content_train, t.text) for t in guidance.texts)
 
         first_style = guidance.images[0].source if guidance.images else None
         run = _Run(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
                    guidance, mask, relevance)
         objective = StyleObjective(self.encoders, self.vgg, config, content_train, guidance, style_tensor,
-                                   batched=batched_crops, mask=mask)
+                                   batched=batched_crops, mask=mask,
+                                   relevance=None if attention is None else attention.to(device))
         generator = torch.Generator().manual_seed(config.seed)
         unet = seeded_unet(config.unet_width, config.seed).to(device)
         optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **_adam_options(device))

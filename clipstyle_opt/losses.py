@@ -30,14 +30,17 @@ def directional_loss(image_embeddings: torch.Tensor, source_embedding: torch.Ten
 
 
 def patch_loss(crop_embeddings: torch.Tensor, source_embedding: torch.Tensor, direction: torch.Tensor,
-               threshold: float) -> torch.Tensor:
+               threshold: float, weights: torch.Tensor | None = None) -> torch.Tensor:
     """PatchCLIP loss: scores below ``threshold`` are rejected (set to 0), then averaged.
 
     Rejection keeps only patches that do not yet follow the text direction.
     The mean is over all N crops, rejected ones included, as the reference.
+    weights: optional (N,) per-crop weights (attention weighting), multiplied in before the mean.
     """
     scores = direction_scores(crop_embeddings, source_embedding, direction)
     kept = torch.where(scores < threshold, torch.zeros_like(scores), scores)
+    if weights is not None:
+        kept = kept * weights.to(kept)
     return kept.mean()
 
 

@@ -131,10 +131,13 @@ class StyleObjective:
     def __init__(self, clip: Encoders, vgg: VGGFeatures, config: StyleConfig, content: torch.Tensor,
                  prompt: str | Sequence[Any] | Guidance,
                  style_image: torch.Tensor | Sequence[tuple[torch.Tensor, float]] | None = None, *,
-                 batched: bool = True, mask: torch.Tensor | None = None) -> None:
+                 batched: bool = True, mask: torch.Tensor | None = None,
+                 relevance: torch.Tensor | None = None) -> None:
         """prompt: a text, texts, (text, weight) pairs or a `Guidance` (its images and masks are not read
         here: pass them as tensors). style_image: one (1, 3, h, w) image, or (image, normalized weight)
-        pairs whose Gram targets are mixed by weight. mask: (1, 1, H, W) in [0, 1] at the content's size."""
+        pairs whose Gram targets are mixed by weight. mask: (1, 1, H, W) in [0, 1] at the content's size.
+        relevance: (1, 1, H, W) in [0, 1], the prompt's or focus's relevance map; with
+        ``attention_patch`` each crop's patch score is weighted by its window's mean relevance."""
         pairs = [(clip, 1.0)] if not isinstance(clip, (list, tuple)) else list(clip)
         guidance = make_guidance(prompt, fusion=config.fusion)
         styles = [] if style_image is None else (
@@ -146,6 +149,7 @@ class StyleObjective:
         self.style_layers = config.style_layers if styles else ()
         self.content = content
         self.mask = mask
+        self.relevance = relevance if config.attention_patch else None
         with torch.no_grad():
             self.members = [_member(encoder, float(weight), config, content, guidance, styles)
                             for encoder, weight in pairs]
@@ -212,12 +216,20 @@ class StyleObjective:
             return encoder.encode_image(source), encoder.encode_image(crops)
 
     @staticmethod
-    def _by_region(member: EncoderMember, embeddings: torch.Tensor, regions: torch.Tensor | None):
-        """(region's crop embeddings, its directions) for every region with crops here."""
+    def _by_region(member: EncoderMember, regions: torch.Tensor | None):
+        """(selector of the region's crops or None for all of them, its directions) per region."""
         for index, guides in enumerate(member.regions):
-            chosen = embeddings if regions is None or len(member.regions) == 1 else embeddings[regions == index]
-            if len(chosen):
-                yield chosen, guides
+            yield (None if regions is None or len(member.regions) == 1 else regions == index), guides
+
+    def crop_weights(self, params: augment.CropParams) -> torch.Tensor | None:
+        """Attention weighting (``attention_patch``): each crop's mean relevance over its window,
+        normalized to mean 1 over the step's crops; None when off."""
+        if self.relevance is None:
+            return None
+        size = params.size
+        window = torch.nn.functional.avg_pool2d(self.relevance.float(), size, stride=1)[0, 0].cpu()
+        weights = window[params.tops, params.lefts] + 1e-3  # never exactly 0: a crop still counts a little
+        return weights / weights.mean()
 
     def _kept(self, crop_embeddings: torch.Tensor, member: EncoderMember,
               regions: torch.Tensor | None = None) -> float:
@@ -228,7 +240,8 @@ class StyleObjective:
             scores = losses.direction_scores(crop_embeddings, member.source_embedding, member.direction)
             return float((scores >= threshold).float().mean())
         kept = 0.0
-        for chosen, guides in self._by_region(member, crop_embeddings, regions):
+        for selector, guides in self._by_region(member, regions):
+            chosen = crop_embeddings if selector is None else crop_embeddings[selector]
             for direction, weight in guides:
                 scores = losses.direction_scores(chosen, member.source_embedding, direction)
                 kept += weight * float((scores >= threshold).float().sum())
@@ -243,24 +256,29 @@ class StyleObjective:
                    for guides in member.regions for direction, weight in guides)
 
     def _patch_loss(self, member: EncoderMember, crop_embeddings: torch.Tensor,
-                    regions: torch.Tensor | None = None) -> torch.Tensor:
+                    regions: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Patch loss (mean over all these crops); with several directions each crop's score is the
-        weighted sum of its thresholded scores against its region's directions."""
+        weighted sum of its thresholded scores against its region's directions. weights: per-crop
+        attention weights (`crop_weights`) or None."""
         threshold = self.config.threshold
         if not member.regions:
-            return losses.patch_loss(crop_embeddings, member.source_embedding, member.direction, threshold)
+            return losses.patch_loss(crop_embeddings, member.source_embedding, member.direction, threshold, weights)
         total: Any = 0
-        for chosen, guides in self._by_region(member, crop_embeddings, regions):
+        for selector, guides in self._by_region(member, regions):
+            chosen = crop_embeddings if selector is None else crop_embeddings[selector]
+            chosen_weights = weights if selector is None or weights is None else weights[selector]
+            if not len(chosen):
+                continue
             for direction, weight in guides:
                 total = total + weight * len(chosen) * losses.patch_loss(chosen, member.source_embedding, direction,
-                                                                         threshold)
+                                                                         threshold, chosen_weights)
         return total / len(crop_embeddings)
 
     def _member_losses(self, member: EncoderMember, global_embedding: torch.Tensor,
-                       crop_embeddings: torch.Tensor,
-                       regions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       crop_embeddings: torch.Tensor, params: augment.CropParams,
+                       weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         return (self._direction_loss(member, global_embedding),
-                self._patch_loss(member, crop_embeddings, regions))
+                self._patch_loss(member, crop_embeddings, params.regions, weights))
 
     def terms(self, image: torch.Tensor, params: augment.CropParams,
               section: Callable[[str], ContextManager] = _no_section) -> dict[str, torch.Tensor]:
@@ -275,12 +293,14 @@ class StyleObjective:
         zero = image.new_zeros(())
         out: dict[str, torch.Tensor] = {}
         if w.dir or w.patch:
+            crop_weights = self.crop_weights(params)
             direction_sum: Any = 0
             patch_sum: Any = 0
             kept = 0.0
             for index, member in enumerate(self.members):
                 global_embedding, crop_embeddings = self.clip_embeddings(image, params, section, member)
-                direction, patch = self._member_losses(member, global_embedding, crop_embeddings, params.regions)
+                direction, patch = self._member_losses(member, global_embedding, crop_embeddings, params,
+                                                       crop_weights)
                 direction_sum = direction_sum + member.weight * direction
                 patch_sum = patch_sum + member.weight * patch
                 kept += member.weight * self._kept(crop_embeddings.detach(), member, params.regions)
@@ -313,6 +333,7 @@ class StyleObjective:
             n_images = n_crops + 1  # index 0 is the whole image, 1.. the crops
             n_chunks = -(-n_images // clip_batch) if clip_batch > 0 else 1
             bounds = [round(i * n_images / n_chunks) for i in range(n_chunks + 1)]
+            crop_weights = self.crop_weights(params)
             # Members one after the other, so peak memory is that of the largest one alone
             # (the crops are re-gathered and re-warped per member: ~0.05 s a step at 512 px).
             for index, member in enumerate(self.members):
@@ -333,7 +354,8 @@ class StyleObjective:
                         embeddings = embeddings[1:]
                     if len(embeddings):
                         share = len(embeddings) / n_crops  # the patch loss is a mean over all crops
-                        patch = self._patch_loss(member, embeddings, chunk.regions) * share
+                        chunk_weights = None if crop_weights is None else crop_weights[first_crop:last_crop]
+                        patch = self._patch_loss(member, embeddings, chunk.regions, chunk_weights) * share
                         member_values["patch"] += float(patch.detach())
                         member_values["patch_kept"] += self._kept(embeddings.detach(), member, chunk.regions) * share
                         loss = loss + w.patch * (member.weight * patch)

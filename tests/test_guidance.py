@@ -199,3 +199,25 @@ def test_masked_content_loss_ignores_the_stylized_area():
     assert float(losses.masked_content_loss(features, target, ["l"], keep)) == 0.0
     assert math.isclose(float(losses.masked_content_loss(features, target, ["l"], torch.ones(1, 1, 16, 16))),
                         float(losses.content_loss(features, target, ["l"])))
+
+
+def test_attention_weights_favour_crops_on_the_relevant_region(tiny_clip, vgg16, tiny_config, photo):
+    content = resize(load_image(photo), (40, 64))
+    relevance = torch.zeros(1, 1, 40, 64)
+    relevance[..., 32:] = 1.0  # the right half matters
+    params = sample_crop_params(16, (40, 64), 24, 0.5, torch.Generator().manual_seed(5))
+    on = _objective(tiny_clip, vgg16, tiny_config.replace(attention_patch=True), content, "fire",
+                    relevance=relevance)
+    off = _objective(tiny_clip, vgg16, tiny_config, content, "fire", relevance=relevance)
+    weights = on.crop_weights(params)
+    assert off.crop_weights(params) is None
+    assert float(weights.mean()) == pytest.approx(1.0)
+    right, left = params.lefts >= 32, params.lefts + 24 <= 32
+    assert bool(right.any() and left.any())
+    assert float(weights[right].min()) > 10 * float(weights[left].max())
+    # Uniform weights change nothing.
+    embeddings = torch.nn.functional.normalize(torch.randn(16, 32, generator=torch.Generator().manual_seed(6)), dim=-1)
+    source, direction = torch.nn.functional.normalize(torch.randn(2, 32, generator=torch.Generator().manual_seed(7)),
+                                                      dim=-1)
+    assert torch.equal(losses.patch_loss(embeddings, source, direction, 0.5, torch.ones(16)),
+                       losses.patch_loss(embeddings, source, direction, 0.5))

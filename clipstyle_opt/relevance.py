@@ -5,7 +5,9 @@ windows (side `WINDOW_SHARE` of its short side, `GRID` positions per axis),
 each window is encoded whole by the encoder's image tower, and its score is
 the cosine between that embedding and the templated text embedding. Every
 pixel gets the mean score of the windows that cover it; the map is then
-min-max scaled to [0, 1] (0 = the least relevant place, 1 = the most).
+smoothed with a Gaussian (sigma a quarter of the window side, so the
+window grid leaves no blocks) and min-max scaled to [0, 1] (0 = the least
+relevant place, 1 = the most).
 
 Why this one and not gradients or attention rollout: it needs nothing but
 the `ImageTextEncoder` protocol, so it works the same for OpenAI CLIP,
@@ -21,6 +23,7 @@ a mask whose edges are composited softly anyway.
 from __future__ import annotations
 
 import torch
+from kornia.filters import gaussian_blur2d
 
 from .encoders.base import ImageTextEncoder
 
@@ -62,7 +65,10 @@ def relevance_map(encoder: ImageTextEncoder, image: torch.Tensor, text: str, *,
     for (top, left), value in zip(corners, score.tolist()):
         total[top:top + side, left:left + side] += value
         coverage[top:top + side, left:left + side] += 1.0
-    mean = total / coverage.clamp_min(1.0)
+    mean = (total / coverage.clamp_min(1.0)).reshape(1, 1, height, width)
+    sigma = max(1.0, side / 4)
+    kernel = 2 * int(2 * sigma) + 1
+    mean = gaussian_blur2d(mean, (kernel, kernel), (sigma, sigma), border_type="replicate")
     low, high = float(mean.min()), float(mean.max())
     if high - low < 1e-6:
         return torch.full((1, 1, height, width), 0.5)

@@ -221,3 +221,23 @@ def test_attention_weights_favour_crops_on_the_relevant_region(tiny_clip, vgg16,
                                                       dim=-1)
     assert torch.equal(losses.patch_loss(embeddings, source, direction, 0.5, torch.ones(16)),
                        losses.patch_loss(embeddings, source, direction, 0.5))
+
+
+def test_eval_scores_a_fused_output_against_each_prompt_and_the_weighted_mix(tmp_path, tiny_clip, photo):
+    from clipstyle_opt.evaluate import evaluate
+    from clipstyle_opt.imageio import save_image
+
+    output = resize(load_image(photo), (64, 96))
+    prompts = [{"text": "fire", "weight": 0.75}, {"text": "ice", "weight": 0.25}]
+    save_image(output, tmp_path / "out.png", {"prompt": "fire 0.75 + ice 0.25 (loss)", "prompts": prompts,
+                                              "content": str(photo)})
+    row = evaluate([tmp_path / "out.png"], clip=tiny_clip, metrics=["clip_score", "clip_direction"])[0]
+    with torch.no_grad():
+        image = tiny_clip.encode_image(output)[0]
+        texts = {t: tiny_clip.encode_text([t])[0] for t in ("fire", "ice")}
+    mix = torch.nn.functional.normalize(0.75 * texts["fire"] + 0.25 * texts["ice"], dim=-1)
+    rtol = tolerances.reordered()
+    assert row["clip_score"] == pytest.approx(float(image @ mix), rel=rtol, abs=rtol)
+    for text in ("fire", "ice"):
+        assert row[f"clip_score[prompt: {text}]"] == pytest.approx(float(image @ texts[text]), rel=rtol, abs=rtol)
+        assert f"clip_direction[prompt: {text}]" in row

@@ -232,6 +232,7 @@ def test_eval_scores_a_fused_output_against_each_prompt_and_the_weighted_mix(tmp
     save_image(output, tmp_path / "out.png", {"prompt": "fire 0.75 + ice 0.25 (loss)", "prompts": prompts,
                                               "content": str(photo)})
     row = evaluate([tmp_path / "out.png"], clip=tiny_clip, metrics=["clip_score", "clip_direction"])[0]
+    output = load_image(tmp_path / "out.png")  # what eval read: the 8-bit PNG
     with torch.no_grad():
         image = tiny_clip.encode_image(output)[0]
         texts = {t: tiny_clip.encode_text([t])[0] for t in ("fire", "ice")}

@@ -31,6 +31,8 @@ import torch
 from kornia.geometry.transform import get_perspective_transform, warp_perspective
 from torch.nn import functional as F
 
+from .masks import window_mass
+
 
 @dataclass
 class CropParams:
@@ -38,23 +40,36 @@ class CropParams:
 
     tops, lefts: (N,) int64 top-left corners in px; size: crop side in px;
     homographies: (N, 3, 3) float32 maps from source to warped crop pixel
-    coordinates, pixel centres on integers (kornia's ``align_corners=True`` frame).
+    coordinates, pixel centres on integers (kornia's ``align_corners=True`` frame);
+    regions: (N,) int64 index of the region (mask) each crop was drawn in, or None (one region, the whole image).
     """
 
     tops: torch.Tensor
     lefts: torch.Tensor
     size: int
     homographies: torch.Tensor
+    regions: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "CropParams":
-        return CropParams(self.tops.to(device), self.lefts.to(device), self.size, self.homographies.to(device))
+        regions = None if self.regions is None else self.regions.to(device)
+        return CropParams(self.tops.to(device), self.lefts.to(device), self.size, self.homographies.to(device),
+                          regions)
 
     def __len__(self) -> int:
         return int(self.tops.shape[0])
 
     def subset(self, start: int, stop: int) -> "CropParams":
         """Crops ``start`` to ``stop - 1``."""
-        return CropParams(self.tops[start:stop], self.lefts[start:stop], self.size, self.homographies[start:stop])
+        regions = None if self.regions is None else self.regions[start:stop]
+        return CropParams(self.tops[start:stop], self.lefts[start:stop], self.size, self.homographies[start:stop],
+                          regions)
+
+    @staticmethod
+    def concat(parts: "list[CropParams]") -> "CropParams":
+        """The crops of ``parts`` one after the other (same size), each part's crops tagged with its index."""
+        regions = torch.cat([torch.full((len(p),), index, dtype=torch.int64) for index, p in enumerate(parts)])
+        return CropParams(torch.cat([p.tops for p in parts]), torch.cat([p.lefts for p in parts]), parts[0].size,
+                          torch.cat([p.homographies for p in parts]), regions)
 
 
 def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -64,8 +79,13 @@ def _randint_below(high: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 
 def sample_crop_params(n: int, image_hw: tuple[int, int], size: int, distortion: float,
-                       generator: torch.Generator) -> CropParams:
+                       generator: torch.Generator, where: torch.Tensor | None = None) -> CropParams:
     """Draw ``n`` crops of ``size`` px (clamped to the short side) with perspective ``distortion`` in [0, 1].
+
+    where: None (corners uniform, as the reference), or a (1, 1, H, W) mask in
+    [0, 1]: each crop's corner is then drawn with probability proportional to
+    the share of its window the mask covers (`masks.window_mass`), so crops
+    land where the style goes.
 
     The corner displacements follow torchvision's RandomPerspective, which
     the reference uses: each corner moves inward by up to distortion * half
@@ -74,8 +94,16 @@ def sample_crop_params(n: int, image_hw: tuple[int, int], size: int, distortion:
     """
     height, width = image_hw
     size = min(size, height, width)
-    tops = _randint_below(torch.full((n,), height - size + 1, dtype=torch.float64), generator)
-    lefts = _randint_below(torch.full((n,), width - size + 1, dtype=torch.float64), generator)
+    if where is None:
+        tops = _randint_below(torch.full((n,), height - size + 1, dtype=torch.float64), generator)
+        lefts = _randint_below(torch.full((n,), width - size + 1, dtype=torch.float64), generator)
+    else:
+        mass = window_mass(where.cpu(), size)  # (H - size + 1, W - size + 1)
+        flat = mass.flatten().double()
+        if float(flat.sum()) <= 0:  # a mask too thin for any window: fall back to uniform corners
+            flat = torch.ones_like(flat)
+        corners = torch.multinomial(flat, n, replacement=True, generator=generator)
+        tops, lefts = corners // mass.shape[1], corners % mass.shape[1]
     half = size // 2
     reach = torch.tensor(float(int(distortion * half) + 1), dtype=torch.float64)
     shifts = _randint_below(reach.expand(n, 4, 2), generator).float()  # (N, corner, xy)

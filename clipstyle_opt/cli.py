@@ -22,6 +22,7 @@ import click
 
 from .config import DEVICES, PRECISIONS, PRESETS, VGG_ARCHS, StyleConfig, preset_summary, read_config_file
 from .devices import is_out_of_memory
+from .guidance import FUSIONS
 from .errors import ClipstyleError, ClipstyleWarning, ConfigError, NonFiniteLossError, OutOfMemoryError
 from .imageio import check_output_file, check_writable
 from .interrupts import exit_code
@@ -29,6 +30,10 @@ from .interrupts import exit_code
 # One line of help per StyleConfig field; the default shown is the reference default.
 FIELD_HELP: dict[str, str] = {
     "source_text": "Text describing the content photo; the style direction is PROMPT minus this.",
+    "fusion": ("How several prompts combine: loss (weighted sum of each prompt's losses) or embedding "
+               "(one direction from their weighted mean text embedding)."),
+    "style_image_clip": ("Share (0..1) of the CLIP guidance given to the style images' image-guided directions "
+                         "(photo -> style image in CLIP space); the prompts share the rest. 0: Gram loss only."),
     "clip_model": ("Encoder (`clipstyle models`): CLIP name or file, open_clip:ARCH:TAG, local-dir:/path. "
                    "Repeat for an ensemble (NAME@WEIGHT)."),
     "clip_weights": "Comma-separated ensemble weights, one per --clip-model, normalized to sum 1 [default: equal].",
@@ -52,13 +57,15 @@ FIELD_HELP: dict[str, str] = {
     "crop_size": "Crop side in px, at most --size (clamped to the training image's short side).",
     "distortion": "Random perspective distortion of each crop, 0..1.",
     "threshold": "Patch rejection threshold on 1-cos (0 turns rejection off).",
+    "attention_patch": ("Weight each crop's patch loss by the relevance of its window to the --focus text "
+                        "(else the prompts), so crops on the important region count more."),
     "clip_batch": "Images per CLIP call in the backward pass (0: all 65 at once); memory vs speed only.",
     "seed": "Seed of all randomness (U-Net init, crops).",
     "compile": "torch.compile CLIP's image tower: slow first step, faster after (pays on long runs; needs a C++ compiler).",
     "device": "Where to compute.",
     "precision": "Autocast precision of the encoders (auto: bf16 where the hardware runs it natively).",
 }
-_CHOICES = {"vgg": VGG_ARCHS, "device": DEVICES, "precision": PRECISIONS}
+_CHOICES = {"vgg": VGG_ARCHS, "device": DEVICES, "precision": PRECISIONS, "fusion": FUSIONS}
 
 
 def _flag(name: str) -> str:
@@ -246,12 +253,30 @@ _PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset
 
 @cli.command("stylize")
 @click.argument("content", type=click.Path(dir_okay=False))
-@click.argument("prompt")
+@click.argument("prompts", nargs=-1)
 @click.option("-o", "--output", default="outputs", show_default=True,
               help="Output file (.png, .jpg, .webp) in an existing directory, or a directory (made if missing; "
                    "gets <photo>_<prompt>.png).")
-@click.option("--style-image", type=click.Path(dir_okay=False), default=None,
-              help="Optional style image: adds the Gram style loss (--lambda-style).")
+@click.option("--weights", default=None,
+              help="Comma-separated weights, one per PROMPT (finite, >= 0, positive sum; normalized) "
+                   "[default: equal]. See --fusion.")
+@click.option("--style-image", type=click.Path(dir_okay=False), multiple=True,
+              help="Style image: adds the Gram style loss (--lambda-style). Repeat it to mix several "
+                   "(their Gram targets weighted by --style-weights).")
+@click.option("--style-weights", default=None,
+              help="Comma-separated weights, one per --style-image (normalized) [default: equal].")
+@click.option("--mask", type=click.Path(dir_okay=False), default=None,
+              help="Mask image: white = stylize, black = keep the photo (soft edges blend; any size, resized "
+                   "to the photo). Crops are drawn inside it; the output is composited with it.")
+@click.option("--region", "regions", type=(click.Path(dir_okay=False), str), multiple=True, metavar="MASK PROMPT",
+              help="A mask with its own prompt and its own crops; repeat for several regions in one U-Net. "
+                   "Instead of PROMPTS and --mask.")
+@click.option("--focus", default=None,
+              help="Stylize where the photo shows this text: its relevance map under the CLIP model (sliding "
+                   "windows) becomes the mask, saved beside the output as <output>_focus.png.")
+@click.option("--focus-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Cut the focus map at this relevance (0..1) into a hard mask [default: keep it soft].")
+@click.option("--focus-invert", is_flag=True, help="Stylize everything except the --focus.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="reference", show_default=True, help=_PRESET_HELP)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="JSON or YAML file of settings (flags given here win).")
@@ -262,33 +287,51 @@ _PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset
 @click.option("--save-unet", is_flag=True, help="Also save the trained U-Net as <output>.unet.pt (see `clipstyle apply`).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @_handle_errors
-def stylize_command(content: str, prompt: str, output: str, style_image: str | None, preset: str,
-                    config_file: str | None, overwrite: bool, save_every: int | None, save_unet: bool,
-                    quiet: bool, **flag_values: Any) -> None:
-    """Stylize the photo CONTENT so that it matches the text PROMPT.
+def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights: str | None,
+                    style_image: tuple[str, ...], style_weights: str | None, mask: str | None,
+                    regions: tuple[tuple[str, str], ...], focus: str | None, focus_threshold: float | None,
+                    focus_invert: bool, preset: str, config_file: str | None, overwrite: bool,
+                    save_every: int | None, save_unet: bool, quiet: bool, **flag_values: Any) -> None:
+    """Stylize the photo CONTENT so that it matches the text PROMPTS (one or several; see --weights).
 
     Ctrl-C (or SIGTERM) stops after the current step and saves the result so
     far, marked "interrupted" in its sidecar (exit 130/143); a second Ctrl-C
     quits at once. A NaN loss stops the run and keeps the last good output.
     """
     from .devices import resolve_device, resolve_precision
-    from .engine import Stylizer, training_hw
+    from .engine import Stylizer, focus_map_path, training_hw
+    from .guidance import make_guidance
     from .imageio import read_image, save_image
     from .interrupts import GracefulStop
+    from .masks import load_mask
     from .prompts import check_text
 
     # Everything that can be checked is checked before any model loads.
     given = _given_on_command_line(flag_values)
     config = build_config(preset, config_file, given)
-    check_text(prompt, "the prompt")
+    if not prompts and not regions:
+        raise ConfigError("give a PROMPT (or several, or --region MASK PROMPT)")
+    if prompts and regions:
+        raise ConfigError("with --region each prompt goes with its mask; give no PROMPT arguments")
+    guidance = make_guidance(list(prompts) if len(prompts) != 1 else prompts[0], weights=weights,
+                             style_image=list(style_image) or None, style_weights=style_weights, mask=mask,
+                             regions=regions, focus=focus, focus_threshold=focus_threshold,
+                             focus_invert=focus_invert, fusion=config.fusion)
+    for mask_file in ([mask] if mask else []):
+        load_mask(mask_file, "--mask")
+    for mask_file, _ in regions:
+        load_mask(mask_file, "--region mask")
     check_text(config.source_text, "--source-text", allow_empty=True)
     try:
         resolve_precision(config.precision, resolve_device(config.device))
     except ConfigError as exc:
         raise _name_the_flag(exc, given, set(), None) from None
     make_dirs = _names_directory(output)
-    inputs = [content, style_image, config_file]
-    out_path = check_writable(resolve_output(output, content, prompt), overwrite, inputs=inputs, create_dirs=make_dirs)
+    inputs = [content, *style_image, config_file, mask, *(m for m, _ in regions)]
+    name = " ".join(t.text for t in guidance.all_texts())
+    out_path = check_writable(resolve_output(output, content, name), overwrite, inputs=inputs, create_dirs=make_dirs)
+    if focus is not None:
+        check_output_file(focus_map_path(out_path), overwrite, inputs=inputs, create_dirs=make_dirs)
     unet_path = out_path.with_suffix(".unet.pt")
     steps_dir = out_path.parent / f"{out_path.stem}_steps"
     if save_unet:
@@ -297,9 +340,10 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
         raise ClipstyleError(f"{steps_dir} exists; pass --overwrite to replace its files")
     photo = read_image(content, "photo")
     training_hw(photo.height, photo.width, config, "photo")
-    if style_image:
-        style = read_image(style_image, "style image")
-        training_hw(style.height, style.width, config, "style image")
+    for index, style_file in enumerate(style_image):
+        what = "style image" if len(style_image) == 1 else f"style image {index + 1}"
+        style = read_image(style_file, what)
+        training_hw(style.height, style.width, config, what)
 
     if not quiet:
         models = config.clip_model if isinstance(config.clip_model, str) else " + ".join(config.clip_model)
@@ -319,13 +363,13 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
             progress.update(1)
         if save_every and (info.step % save_every == 0 or info.step == info.steps):
             save_image(info.output, steps_dir / f"step_{info.step:05d}.png",
-                       {"prompt": prompt, "step": info.step, "terms": info.terms}, overwrite=True, sidecar=False)
+                       {"prompt": guidance.label(), "step": info.step, "terms": info.terms}, overwrite=True,
+                       sidecar=False)
 
     started = time.perf_counter()
     with GracefulStop(notice=lambda line: click.echo(f"\n{line}", err=True)) as stop:
         try:
-            result = stylizer.stylize(content, prompt, style_image=style_image, callback=on_step,
-                                      should_stop=stop.requested)
+            result = stylizer.stylize(content, guidance, callback=on_step, should_stop=stop.requested)
         except NonFiniteLossError as exc:
             if exc.result is None:
                 raise
@@ -351,7 +395,8 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
         height, width = result.tensor.shape[-2:]
         click.echo(f"wrote {written} ({width}x{height} px, {result.precision} on {result.device}) "
                    f"in {time.perf_counter() - started:.1f} s; median {result.timings['step_median_s']:.2f} s/step"
-                   + (f"; U-Net {unet_path}" if save_unet else ""), err=True)
+                   + (f"; U-Net {unet_path}" if save_unet else "")
+                   + (f"; focus map {focus_map_path(written)}" if result.focus_map is not None else ""), err=True)
 
 
 @cli.command("apply")

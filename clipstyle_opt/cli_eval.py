@@ -14,7 +14,10 @@ _EVAL_HELP = """Score output IMAGES: text match (CLIP) and content preservation.
 
 Each image's JSON sidecar (out.json beside out.png, written by `stylize`)
 supplies its content photo, prompt and source text; --content, --prompt and
---source-text override them for every image.
+--source-text override them for every image. A fused output (several
+weighted prompts) is scored against the weighted mix of its prompts (their
+weighted mean text embedding), and clip_score and clip_direction also
+against each prompt, in columns such as clip_score[prompt: red stripes].
 
 \b
 Metrics (all raw values; + higher is better, - lower is better):

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from .encoders.registry import ensemble
 from .errors import ConfigError
+from .guidance import FUSIONS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -37,6 +38,13 @@ class StyleConfig:
     # --- text -------------------------------------------------------------
     source_text: str = "a Photo"
     """Text describing the content image; the direction is prompt - source."""
+    fusion: str = "loss"
+    """How several prompts combine: ``loss`` (weighted sum of each prompt's directional and patch
+    losses) or ``embedding`` (one direction from the weighted mean of their text embeddings);
+    see `clipstyle_opt.guidance`. One prompt is the same either way."""
+    style_image_clip: float = 0.0
+    """Share in [0, 1] of the CLIP guidance taken by the style images' image-guided directions
+    (norm(E_I(style) - E_I(photo))); the prompts share the rest. 0: style images give the Gram loss only."""
 
     # --- encoders ---------------------------------------------------------
     clip_model: str | tuple[str, ...] = "ViT-B/32"
@@ -93,6 +101,9 @@ class StyleConfig:
     """Random perspective distortion scale in [0, 1]."""
     threshold: float = 0.7
     """Patch scores (1 - cos) below this are rejected (set to 0); 0 disables rejection."""
+    attention_patch: bool = False
+    """Weight each crop's patch score by the mean relevance of its window on the photo for the focus
+    text (else the prompts), computed once (`clipstyle_opt.relevance`); normalized to mean 1 per step."""
 
     # --- run --------------------------------------------------------------
     clip_batch: int = 16
@@ -154,13 +165,15 @@ class StyleConfig:
         check(self.crop_size >= 8, f"crop_size must be >= 8 px, got {self.crop_size}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.clip_batch >= 0, f"clip_batch must be >= 0 (0: all at once), got {self.clip_batch}")
-        for name in ("lr", "lr_decay", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
+        check(self.fusion in FUSIONS, f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        for name in ("lr", "lr_decay", "style_image_clip", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
                      "lambda_style", "distortion", "threshold"):
             value = getattr(self, name)
             check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                   f"{name} must be a finite number, got {value!r}")
             check(value >= 0, f"{name} must be >= 0, got {value}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.style_image_clip <= 1, f"style_image_clip must be in [0, 1], got {self.style_image_clip}")
         check(0 <= self.distortion <= 1, f"distortion must be in [0, 1], got {self.distortion}")
         check(self.threshold <= 2, f"threshold must be in [0, 2] (1 - cos ranges over [0, 2]), got {self.threshold}")
         check(self.vgg in VGG_ARCHS, f"vgg must be one of {', '.join(VGG_ARCHS)}, got {self.vgg!r}")
@@ -174,6 +187,8 @@ class StyleConfig:
               f"clip_weights must be a list of numbers, got {self.clip_weights!r}")
         ensemble(self.clip_model, self.clip_weights)  # syntax, counts and weights; nothing is loaded
         check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
+        check(isinstance(self.attention_patch, bool),
+              f"attention_patch must be true or false, got {self.attention_patch!r}")
         check(isinstance(self.source_text, str), f"source_text must be a string, got {self.source_text!r}")
         for group in ("content_layers", "style_layers"):
             layers = getattr(self, group)

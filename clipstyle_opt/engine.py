@@ -26,6 +26,8 @@ from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
 from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file, fit_size, load_image,
                       resize, save_image, to_pil)
+from .guidance import Guidance, PromptSpec, make_guidance
+from .masks import composite, load_mask, resize_mask, union
 from .objective import TERM_NAMES, StyleObjective
 from .prompts import check_text
 from .unet import StyleUNet
@@ -71,6 +73,11 @@ class Result:
     precision: str = "fp32"
     training_size: tuple[int, int] = (0, 0)
     extra: dict[str, Any] = field(default_factory=dict)
+    guidance: Optional[Guidance] = None
+    mask: Optional[torch.Tensor] = None
+    """(1, 1, H, W) in [0, 1] at the output size: the mask the output was composited with (None: no mask)."""
+    focus_map: Optional[torch.Tensor] = None
+    """(1, 1, H, W) in [0, 1] at the output size: the ``focus`` text's relevance map (None without focus)."""
 
     @property
     def image(self) -> Image.Image:
@@ -95,12 +102,21 @@ class Result:
             "timings": self.timings,
             "versions": package_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(self.guidance.metadata() if self.guidance is not None else {}),
             **self.extra,
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False, sidecar: bool = True) -> Path:
-        """Write the image (format by extension) with metadata and a JSON sidecar; refuses to overwrite."""
-        return save_image(self.tensor, path, self.metadata(), overwrite=overwrite, sidecar=sidecar)
+        """Write the image (format by extension) with metadata and a JSON sidecar; refuses to overwrite.
+
+        With a focus map, it is written beside the image as `focus_map_path` (a grey PNG, white = styled).
+        """
+        written = save_image(self.tensor, path, self.metadata(), overwrite=overwrite, sidecar=sidecar)
+        if self.focus_map is not None:
+            save_image(self.focus_map.expand(1, 3, -1, -1), focus_map_path(written),
+                       {"focus": self.guidance.focus if self.guidance else None, "image": str(written)},
+                       overwrite=overwrite, sidecar=False)
+        return written
 
     def save_unet(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Save the trained U-Net so `apply_unet_file` can restyle other images later."""
@@ -119,6 +135,16 @@ class _Run:
     train_hw: tuple[int, int]
     timings: dict[str, float]
     started: float
+    guidance: Guidance | None = None
+    mask: torch.Tensor | None = None
+    """(1, 1, h, w) soft mask at the training size (None: the whole image)."""
+    focus_map: torch.Tensor | None = None
+
+
+def focus_map_path(image_path: str | Path) -> Path:
+    """Where `Result.save` puts the focus map: ``out.png`` -> ``out_focus.png``."""
+    path = Path(image_path)
+    return path.with_name(f"{path.stem}_focus.png")
 
 
 def package_versions() -> dict[str, str]:
@@ -214,12 +240,25 @@ class Stylizer:
             raise ConfigError(f"{', '.join(fixed)} cannot change per call; make a new Stylizer for that")
         return self.config.replace(**overrides) if overrides else self.config
 
-    def stylize(self, content: ImageSource, prompt: str, *, style_image: ImageSource | None = None,
+    def stylize(self, content: ImageSource, prompt: PromptSpec | Guidance, *,
+                style_image: ImageSource | Sequence[ImageSource] | None = None,
                 callback: Callable[[StepInfo], None] | None = None, batched_crops: bool = True,
-                should_stop: Callable[[], bool] | None = None, **overrides: Any) -> Result:
+                should_stop: Callable[[], bool] | None = None, weights: Sequence[float] | None = None,
+                style_weights: Sequence[float] | None = None, mask: Any = None,
+                regions: Sequence[tuple[Any, PromptSpec]] = (), focus: str | None = None,
+                focus_threshold: float | None = None, focus_invert: bool = False, **overrides: Any) -> Result:
         """Train a U-Net so that ``content`` takes on ``prompt``; return the stylized image.
 
-        content / style_image: path, PIL image, HxWx3 array or (1, 3, H, W) tensor in [0, 1].
+        prompt: a text; several texts (equal weights, or ``weights``); (text, weight) pairs; or a
+            `Guidance`. Several prompts combine as ``fusion`` says (`clipstyle_opt.guidance`).
+        content / style_image: path, PIL image, HxWx3 array or (1, 3, H, W) tensor in [0, 1];
+            several style images mix their Gram targets by ``style_weights`` (equal by default).
+        mask: white = stylize, black = keep (path, image or (1, 1, H, W) tensor; resized to the photo):
+            crops are drawn where it is, the content loss is weighted by 1 - mask and the output is
+            composited over the photo with it. regions: (mask, prompt(s)) pairs, each region with its
+            own prompts and its own share of the crops, in one U-Net. focus: a text whose relevance
+            map (`clipstyle_opt.relevance`) becomes the mask, soft or cut at ``focus_threshold``,
+            inverted with ``focus_invert``. Only one of mask, regions and focus.
         overrides: any `StyleConfig` field except the encoder ones (steps=50, lambda_c=300, ...).
         callback: called after every step with a `StepInfo`.
         batched_crops: False computes the crops one by one, the global view in its own
@@ -234,11 +273,15 @@ class Stylizer:
         settings to lower, and `NonFiniteLossError` (carrying the last good `Result`) when a
         loss term becomes NaN or infinite.
         """
-        check_text(prompt, "the prompt")
         config = self._call_config(overrides)
+        if isinstance(prompt, str):
+            check_text(prompt, "the prompt")
+        guidance = make_guidance(prompt, weights=weights, style_image=style_image, style_weights=style_weights,
+                                 mask=mask, regions=regions, focus=focus, focus_threshold=focus_threshold,
+                                 focus_invert=focus_invert, fusion=config.fusion)
         check_text(config.source_text, "source_text", allow_empty=True)
         try:
-            return self._stylize(content, prompt, config, style_image, callback, batched_crops, should_stop)
+            return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -247,7 +290,26 @@ class Stylizer:
                 f"lower --size (now {config.size}) or --n-crops (now {config.n_crops}); --clip-batch 8 also saves "
                 "memory") from None
 
-    def _stylize(self, content: ImageSource, prompt: str, config: StyleConfig, style_image: ImageSource | None,
+    def _masks(self, guidance: Guidance, content_train: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """(per-region crop masks, relevance map) at the training size; ([], None) without masks."""
+        train_hw = tuple(content_train.shape[-2:])
+        if guidance.mask is not None:
+            return [resize_mask(load_mask(guidance.mask), train_hw).to(self.device)], None
+        if guidance.regions:
+            return [resize_mask(load_mask(region.mask, "--region mask"), train_hw).to(self.device)
+                    for region in guidance.regions], None
+        if guidance.focus is not None:
+            from .relevance import focus_mask, relevance_map
+
+            relevance = relevance_map(self.clip, content_train, guidance.focus).to(self.device)
+            mask = focus_mask(relevance, guidance.focus_threshold, guidance.focus_invert)
+            if float(mask.max()) <= 0:
+                raise ConfigError(f"--focus-threshold {guidance.focus_threshold:g} leaves nothing to stylize; "
+                                  "lower it")
+            return [mask], relevance
+        return [], None
+
+    def _stylize(self, content: ImageSource, guidance: Guidance, config: StyleConfig,
                  callback: Callable[[StepInfo], None] | None, batched_crops: bool,
                  should_stop: Callable[[], bool] | None) -> Result:
         device = self.device
@@ -258,14 +320,27 @@ class Stylizer:
         height, width = content_full.shape[-2:]
         train_hw = training_hw(height, width, config)
         content_train = resize(content_full, train_hw).to(device)
-        style_tensor = None
-        if style_image is not None:
-            style_full = load_image(style_image, "style image")
-            style_tensor = resize(style_full, training_hw(*style_full.shape[-2:], config, "style image")).to(device)
+        styles: list[tuple[torch.Tensor, float]] = []
+        for index, item in enumerate(guidance.images):
+            what = "style image" if len(guidance.images) == 1 else f"style image {index + 1}"
+            style_full = load_image(item.source, what)
+            styles.append((resize(style_full, training_hw(*style_full.shape[-2:], config, what)).to(device),
+                           item.weight))
+        style_tensor: Any = styles[0][0] if len(styles) == 1 else (styles or None)
+        crop_masks, relevance = self._masks(guidance, content_train)
+        mask = union(crop_masks) if crop_masks else None
+        attention = relevance
+        if config.attention_patch and attention is None:
+            from .relevance import relevance_map
 
-        run = _Run(content, style_image, prompt, config, content_full, train_hw, timings, started)
-        objective = StyleObjective(self.encoders, self.vgg, config, content_train, prompt, style_tensor,
-                                   batched=batched_crops)
+            attention = sum(t.weight * relevance_map(self.clip, content_train, t.text) for t in guidance.texts)
+
+        first_style = guidance.images[0].source if guidance.images else None
+        run = _Run(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
+                   guidance, mask, relevance)
+        objective = StyleObjective(self.encoders, self.vgg, config, content_train, guidance, style_tensor,
+                                   batched=batched_crops, mask=mask,
+                                   relevance=None if attention is None else attention.to(device))
         generator = torch.Generator().manual_seed(config.seed)
         unet = seeded_unet(config.unet_width, config.seed).to(device)
         optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **_adam_options(device))
@@ -281,8 +356,7 @@ class Stylizer:
         unet.train()
         for step in range(1, config.steps + 1):
             step_started = time.perf_counter()
-            params = augment.sample_crop_params(config.n_crops, train_hw, config.crop_size,
-                                                config.distortion, generator)
+            params = _draw_crops(config, train_hw, generator, crop_masks)
             optimizer.zero_grad(set_to_none=True)
             output = unet(content_train)
             if batched_crops:
@@ -317,9 +391,16 @@ class Stylizer:
         """Apply the trained U-Net to the photo at the output size and wrap everything in a `Result`."""
         apply_started = time.perf_counter()
         unet.eval()
+        out_mask = focus_map = None
         with torch.no_grad():
-            final_input = resize(run.content_full, output_hw(*run.content_full.shape[-2:], run.config))
+            out_hw = output_hw(*run.content_full.shape[-2:], run.config)
+            final_input = resize(run.content_full, out_hw)
             final = apply_unet(unet, final_input.to(self.device)).float().cpu()
+            if run.mask is not None:
+                out_mask = resize_mask(run.mask.float().cpu(), out_hw)
+                final = composite(final, final_input, out_mask)
+            if run.focus_map is not None:
+                focus_map = resize_mask(run.focus_map.float().cpu(), out_hw)
         run.timings["apply_s"] = round(time.perf_counter() - apply_started, 3)
         run.timings["total_s"] = round(time.perf_counter() - run.started, 3)
 
@@ -327,7 +408,7 @@ class Stylizer:
             tensor=final, prompt=run.prompt, config=run.config, history=history, timings=run.timings,
             unet=unet.cpu(), content_path=_path_or_none(run.content), style_path=_path_or_none(run.style_image),
             device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=run.train_hw,
-            extra=extra,
+            extra=extra, guidance=run.guidance, mask=out_mask, focus_map=focus_map,
         )
 
     def _non_finite_error(self, run: _Run, term: str, step: int, good_state: dict[str, torch.Tensor] | None,
@@ -345,6 +426,21 @@ class Stylizer:
         return NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {steps}; stopped, keeping the "
                                   f"output of step {step - 1} (try a lower --lr or loss weights)",
                                   step=step, term=term, result=result)
+
+
+def _draw_crops(config: StyleConfig, train_hw: tuple[int, int], generator: torch.Generator,
+                crop_masks: Sequence[torch.Tensor]) -> augment.CropParams:
+    """One step's crops: uniform (no mask, the reference), drawn where the mask is, or per region
+    ``n_crops // regions`` (at least 1) each drawn in its own mask and tagged with its region."""
+    if not crop_masks:
+        return augment.sample_crop_params(config.n_crops, train_hw, config.crop_size, config.distortion, generator)
+    if len(crop_masks) == 1:
+        return augment.sample_crop_params(config.n_crops, train_hw, config.crop_size, config.distortion, generator,
+                                          where=crop_masks[0])
+    each = max(1, config.n_crops // len(crop_masks))
+    return augment.CropParams.concat([
+        augment.sample_crop_params(each, train_hw, config.crop_size, config.distortion, generator, where=mask)
+        for mask in crop_masks])
 
 
 def _non_finite_term(values: dict[str, float], unet: StyleUNet) -> str | None:
@@ -459,12 +555,14 @@ def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size:
         return apply_unet(unet.to(torch_device), resize(image, hw).to(torch_device)).cpu()
 
 
-def stylize(content: ImageSource, prompt: str, *, config: StyleConfig | None = None,
-            style_image: ImageSource | None = None, callback: Callable[[StepInfo], None] | None = None,
-            **overrides: Any) -> Result:
-    """One-call stylization: ``stylize("photo.jpg", "fire", steps=100)``.
+def stylize(content: ImageSource, prompt: PromptSpec | Guidance, *, config: StyleConfig | None = None,
+            style_image: ImageSource | Sequence[ImageSource] | None = None,
+            callback: Callable[[StepInfo], None] | None = None, **overrides: Any) -> Result:
+    """One-call stylization: ``stylize("photo.jpg", "fire", steps=100)``, or with weighted prompts
+    ``stylize("photo.jpg", [("Van Gogh starry night", 0.7), ("ukiyo-e woodblock print", 0.3)])``.
 
-    Loads the encoders for this call; use `Stylizer` to reuse them across calls.
+    Loads the encoders for this call; use `Stylizer` to reuse them across calls. Guidance keywords
+    (weights, style_weights, mask, regions, focus, ...) are those of `Stylizer.stylize`.
     """
     base = config or StyleConfig()
     encoder_overrides = {k: v for k, v in overrides.items() if k in ENCODER_KEYS}

@@ -70,6 +70,8 @@ class EvalJob:
     prompt: str
     source_text: str = M.SOURCE_TEXT
     metadata: dict[str, Any] = field(default_factory=dict)
+    prompts: tuple[tuple[str, float], ...] = ()
+    """A fused output's (prompt, normalized weight) pairs from its metadata; () for one prompt."""
 
 
 def _find_content(recorded: str, image: Path) -> Optional[Path]:
@@ -90,7 +92,9 @@ def resolve_job(image: str | os.PathLike, *, content: str | os.PathLike | None =
     if content is None and prompt is None and not metadata:
         raise ImageReadError(f"no metadata for {image} (no sidecar {sidecar_path(image).name}): "
                              "pass --content and --prompt")
+    prompts: tuple[tuple[str, float], ...] = ()
     if prompt is None:
+        prompts = _recorded_prompts(metadata)
         prompt = metadata.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ImageReadError(f"{image}: its metadata records no prompt; pass --prompt")
@@ -110,9 +114,28 @@ def resolve_job(image: str | os.PathLike, *, content: str | os.PathLike | None =
         recorded_config = metadata.get("config")
         source_text = (recorded_config if isinstance(recorded_config, dict) else {}).get("source_text") or M.SOURCE_TEXT
     # The same rule as `stylize`: a text CLIP cannot read whole is refused, never truncated.
-    check_text(prompt, f"the prompt of {image}")
+    if prompts:
+        for text, _ in prompts:
+            check_text(text, f"a prompt of {image}")
+    else:
+        check_text(prompt, f"the prompt of {image}")
     check_text(source_text, f"the source text of {image}", allow_empty=True)
-    return EvalJob(image, content_path, prompt, source_text, metadata)
+    return EvalJob(image, content_path, prompt, source_text, metadata, prompts)
+
+
+def _recorded_prompts(metadata: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """The (text, weight) pairs of a fused output's metadata (``prompts``), if there are several."""
+    recorded = metadata.get("prompts")
+    if not isinstance(recorded, list) or len(recorded) < 2:
+        return ()
+    try:
+        pairs = tuple((str(item["text"]), float(item["weight"])) for item in recorded)
+    except (KeyError, TypeError, ValueError):
+        raise ImageReadError("its metadata's prompts are not a list of {text, weight}; pass --prompt") from None
+    total = sum(weight for _, weight in pairs)
+    if not total > 0:
+        raise ImageReadError("its metadata's prompt weights do not have a positive sum; pass --prompt")
+    return tuple((text, weight / total) for text, weight in pairs)
 
 
 def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
@@ -192,7 +215,12 @@ class Evaluator:
                 "patch_sizes": [M.PATCH_MIN, M.PATCH_MAX], "metrics": list(self.metrics),
                 "device": str(self.device)}
 
-    def _text(self, text: str, templates: bool, index: int = 0) -> torch.Tensor:
+    def _text(self, text: str | Sequence[tuple[str, float]], templates: bool, index: int = 0) -> torch.Tensor:
+        """A text's unit embedding; for (text, weight) pairs, their weighted mean embedding, normalized
+        (the "weighted mix" a fused output is scored against)."""
+        if not isinstance(text, str):
+            mixed = sum(weight * self._text(part, templates, index) for part, weight in text)
+            return torch.nn.functional.normalize(mixed, dim=-1)
         key = (index, text, templates)
         if key not in self._texts:
             self._texts[key] = M._text_embedding(self.clips[index][1], text, templates)
@@ -220,10 +248,14 @@ class Evaluator:
         return cache
 
     @torch.no_grad()
-    def score(self, output: torch.Tensor, content: torch.Tensor, prompt: str,
+    def score(self, output: torch.Tensor, content: torch.Tensor, prompt: str | Sequence[tuple[str, float]],
               source_text: str = M.SOURCE_TEXT, *, content_key: Any = None) -> dict[str, float]:
         """All chosen metrics for one (1, 3, H, W) output and its content, both in [0, 1].
 
+        prompt: a text, or a fused output's (text, normalized weight) pairs: the CLIP metrics then
+        score against the weighted mix (the weighted mean of the prompts' embeddings, normalized),
+        and ``clip_score`` and ``clip_direction`` also against each prompt, in columns suffixed
+        ``[prompt: TEXT]``.
         content_key: any hashable naming the content (e.g. its path); consecutive calls with the
         same key reuse the content's features instead of recomputing them.
         """
@@ -246,6 +278,14 @@ class Evaluator:
                 direction = self._text(prompt, True, index) - self._text(source_text, True, index)
                 out["clip_direction" + suffix] = float(
                     M.directional_similarity(embedding, cached[("clip", index)], direction)[0])
+            for text, _ in ([] if isinstance(prompt, str) else prompt):
+                each = f"{suffix}[prompt: {text}]"
+                if "clip_score" in wanted:
+                    out["clip_score" + each] = float(embedding[0] @ self._text(text, False, index))
+                if "clip_direction" in wanted:
+                    direction = self._text(text, True, index) - self._text(source_text, True, index)
+                    out["clip_direction" + each] = float(
+                        M.directional_similarity(embedding, cached[("clip", index)], direction)[0])
         if "lpips_vgg" in wanted:
             out["lpips_vgg"] = float(self.lpips_vgg.distance(self.lpips_vgg.features_of(small), cached["lpips_vgg"])[0])
         if "lpips_alex" in wanted:
@@ -266,7 +306,8 @@ class Evaluator:
         if min(output.shape[-2:]) < 16:
             raise ImageReadError(f"{job.image} is too small to evaluate ({tuple(output.shape[-2:])} px; need >= 16)")
         started = time.perf_counter()
-        scores = self.score(output, content, job.prompt, job.source_text, content_key=str(job.content.resolve()))
+        scores = self.score(output, content, job.prompts or job.prompt, job.source_text,
+                            content_key=str(job.content.resolve()))
         return {"image": str(job.image), "content": str(job.content), "prompt": job.prompt,
                 "source_text": job.source_text, "width": int(output.shape[-1]), "height": int(output.shape[-2]),
                 **scores, "seconds": round(time.perf_counter() - started, 3)}

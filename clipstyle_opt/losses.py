@@ -30,14 +30,17 @@ def directional_loss(image_embeddings: torch.Tensor, source_embedding: torch.Ten
 
 
 def patch_loss(crop_embeddings: torch.Tensor, source_embedding: torch.Tensor, direction: torch.Tensor,
-               threshold: float) -> torch.Tensor:
+               threshold: float, weights: torch.Tensor | None = None) -> torch.Tensor:
     """PatchCLIP loss: scores below ``threshold`` are rejected (set to 0), then averaged.
 
     Rejection keeps only patches that do not yet follow the text direction.
     The mean is over all N crops, rejected ones included, as the reference.
+    weights: optional (N,) per-crop weights (attention weighting), multiplied in before the mean.
     """
     scores = direction_scores(crop_embeddings, source_embedding, direction)
     kept = torch.where(scores < threshold, torch.zeros_like(scores), scores)
+    if weights is not None:
+        kept = kept * weights.to(kept)
     return kept.mean()
 
 
@@ -45,6 +48,21 @@ def content_loss(features: Mapping[str, torch.Tensor], target_features: Mapping[
                  layers: Sequence[str]) -> torch.Tensor:
     """Sum over ``layers`` of the mean squared error between activations."""
     return sum(F.mse_loss(features[layer].float(), target_features[layer].float()) for layer in layers)
+
+
+def masked_content_loss(features: Mapping[str, torch.Tensor], target_features: Mapping[str, torch.Tensor],
+                        layers: Sequence[str], keep: torch.Tensor) -> torch.Tensor:
+    """`content_loss` with each position weighted by ``keep`` (1, 1, H, W) in [0, 1] (1 = keep the photo here).
+
+    Per layer: mean over (N, C, h, w) of keep_l * (F - F_target)^2, where keep_l is
+    ``keep`` area-averaged to the layer's h x w. keep = 1 everywhere gives `content_loss`.
+    """
+    total = 0.0
+    for layer in layers:
+        diff = (features[layer].float() - target_features[layer].float()).pow(2)
+        weight = F.adaptive_avg_pool2d(keep.to(diff.dtype), diff.shape[-2:])
+        total = total + (diff * weight).mean()
+    return total
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

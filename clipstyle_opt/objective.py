@@ -11,6 +11,16 @@ are drawn once and resized per member, and the directional and patch losses
 are the weighted sums of the members' losses (weights summing to 1). The
 embeddings of different members are never mixed: their widths differ.
 A single encoder has weight 1.0 and computes exactly what it did alone.
+
+Guidance (`clipstyle_opt.guidance`): each member may hold several
+directions, per region: the prompts (fused by loss, or one direction from
+their weighted mean embedding), and, with ``style_image_clip`` > 0, image
+directions norm(E_I(style image) - E_I(content)). The directional loss and
+each crop's patch score are then weighted sums over the directions of the
+crop's region (the global view sums over all regions, equally weighted).
+With a mask, CLIP sees the output composited over the photo with it (what
+the final image will show), and the content loss is weighted by 1 - mask.
+One prompt without image guidance keeps the single-direction code path.
 """
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ from .config import StyleConfig
 from .devices import autocast
 from .encoders.base import ImageTextEncoder
 from .encoders.vgg import VGGFeatures
+from .guidance import Guidance, WeightedText, make_guidance
 
 TERM_NAMES = ("dir", "patch", "content", "tv", "style")
 
@@ -46,6 +57,43 @@ class EncoderMember:
     weight: float
     direction: torch.Tensor
     source_embedding: torch.Tensor
+    regions: tuple[tuple[tuple[torch.Tensor, float], ...], ...] = ()
+    """Several directions: per region, (unit direction (D,), weight) pairs whose weights sum to 1.
+    () = ``direction`` alone with weight 1 (one prompt, one region: the reference path)."""
+
+
+Direction = tuple[torch.Tensor, float]
+
+
+def _text_guides(encoder: ImageTextEncoder, texts: Sequence[WeightedText], source: torch.Tensor,
+                 fusion: str) -> list[Direction]:
+    """The prompts' (direction, weight) pairs: one per prompt (``loss`` fusion), or one direction from
+    the weighted mean of the prompts' embeddings (``embedding`` fusion; see `clipstyle_opt.guidance`)."""
+    embeddings = [encoder.encode_prompt(t.text) for t in texts]
+    if fusion == "embedding" and len(texts) > 1:
+        mean = F.normalize(sum(t.weight * e for t, e in zip(texts, embeddings)), dim=-1)
+        return [(losses.text_direction(mean, source), 1.0)]
+    return [(losses.text_direction(e, source), t.weight) for t, e in zip(texts, embeddings)]
+
+
+def _member(encoder: ImageTextEncoder, weight: float, config: StyleConfig, content: torch.Tensor,
+            guidance: Guidance, style_images: Sequence[tuple[torch.Tensor, float]]) -> EncoderMember:
+    """One encoder's fixed targets for ``guidance`` (computed once, without gradients)."""
+    source_embedding = encoder.encode_image(content)[0]
+    image_share = config.style_image_clip if style_images else 0.0
+    if not guidance.regions and len(guidance.texts) == 1 and not image_share:  # the reference path
+        direction = losses.text_direction(encoder.encode_prompt(guidance.prompt),
+                                          encoder.encode_prompt(config.source_text))
+        return EncoderMember(encoder, weight, direction, source_embedding)
+    source_text = encoder.encode_prompt(config.source_text)
+    image_guides = [(F.normalize(encoder.encode_image(image)[0] - source_embedding, dim=-1), w)
+                    for image, w in style_images] if image_share else []
+    regions = []
+    for texts in ([r.texts for r in guidance.regions] or [guidance.texts]):
+        guides = [(d, (1.0 - image_share) * w) for d, w in _text_guides(encoder, texts, source_text, guidance.fusion)]
+        guides += [(d, image_share * w) for d, w in image_guides]
+        regions.append(tuple((d, w) for d, w in guides if w > 0))
+    return EncoderMember(encoder, weight, regions[0][0][0], source_embedding, tuple(regions))
 
 
 Encoders = Union[ImageTextEncoder, Sequence[tuple[ImageTextEncoder, float]]]
@@ -81,34 +129,55 @@ class StyleObjective:
     """
 
     def __init__(self, clip: Encoders, vgg: VGGFeatures, config: StyleConfig, content: torch.Tensor,
-                 prompt: str, style_image: torch.Tensor | None = None, *, batched: bool = True) -> None:
+                 prompt: str | Sequence[Any] | Guidance,
+                 style_image: torch.Tensor | Sequence[tuple[torch.Tensor, float]] | None = None, *,
+                 batched: bool = True, mask: torch.Tensor | None = None,
+                 relevance: torch.Tensor | None = None) -> None:
+        """prompt: a text, texts, (text, weight) pairs or a `Guidance` (its images and masks are not read
+        here: pass them as tensors). style_image: one (1, 3, h, w) image, or (image, normalized weight)
+        pairs whose Gram targets are mixed by weight. mask: (1, 1, H, W) in [0, 1] at the content's size.
+        relevance: (1, 1, H, W) in [0, 1], the prompt's or focus's relevance map; with
+        ``attention_patch`` each crop's patch score is weighted by its window's mean relevance."""
         pairs = [(clip, 1.0)] if not isinstance(clip, (list, tuple)) else list(clip)
+        guidance = make_guidance(prompt, fusion=config.fusion)
+        styles = [] if style_image is None else (
+            [(style_image, 1.0)] if isinstance(style_image, torch.Tensor) else list(style_image))
         self.vgg, self.config = vgg, config
         self.weights = LossWeights.from_config(config)
         self.batched = batched
         self.content_layers = config.content_layers
-        self.style_layers = config.style_layers if style_image is not None else ()
+        self.style_layers = config.style_layers if styles else ()
+        self.content = content
+        self.mask = mask
+        self.relevance = relevance if config.attention_patch else None
         with torch.no_grad():
-            self.members = [
-                EncoderMember(encoder, float(weight),
-                              losses.text_direction(encoder.encode_prompt(prompt),
-                                                    encoder.encode_prompt(config.source_text)),
-                              encoder.encode_image(content)[0])
-                for encoder, weight in pairs]
+            self.members = [_member(encoder, float(weight), config, content, guidance, styles)
+                            for encoder, weight in pairs]
             self.clip = self.members[0].encoder  # its precision is the VGG's too
             self.content_features = {k: v.float() for k, v in self._vgg(content).items() if k in self.content_layers}
             self.target_grams = {}
-            if style_image is not None:
-                style_features = self._vgg(style_image)
-                self.target_grams = {layer: losses.gram_matrix(style_features[layer]) for layer in self.style_layers}
+            for image, weight in styles:
+                style_features = self._vgg(image)
+                for layer in self.style_layers:
+                    gram = losses.gram_matrix(style_features[layer])
+                    if len(styles) > 1:
+                        gram = weight * gram + self.target_grams.get(layer, 0)
+                    self.target_grams[layer] = gram
 
     def _vgg(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast(image.device, self.clip.autocast_dtype):
             return self.vgg(image)
 
+    def _clip_source(self, image: torch.Tensor) -> torch.Tensor:
+        """What CLIP sees of an output: itself, or with a mask, the output composited over the photo."""
+        if self.mask is None:
+            return image
+        return self.mask * image + (1.0 - self.mask) * self.content
+
     def _clip_views(self, image: torch.Tensor, params: augment.CropParams, with_whole: bool,
                     size: int) -> torch.Tensor:
         """The crops of ``params`` at ``size`` px (an encoder's input), led by the whole image if ``with_whole``."""
+        image = self._clip_source(image)
         views = [augment.apply_batched(image, params, size)]
         if with_whole:
             views.insert(0, F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False))
@@ -119,8 +188,11 @@ class StyleObjective:
         """The VGG content and style terms and TV of an output (style only with a style image)."""
         with section("vgg"):
             features = self._vgg(image)
-        out = {"content": losses.content_loss(features, self.content_features, self.content_layers),
-               "tv": losses.total_variation(image)}
+        if self.mask is None:
+            content = losses.content_loss(features, self.content_features, self.content_layers)
+        else:
+            content = losses.masked_content_loss(features, self.content_features, self.content_layers, 1 - self.mask)
+        out = {"content": content, "tv": losses.total_variation(image)}
         if self.style_layers:
             out["style"] = losses.style_loss(features, self.target_grams, self.style_layers)
         return out
@@ -138,20 +210,75 @@ class StyleObjective:
                 embeddings = encoder.encode_image(batch)
             return embeddings[:1], embeddings[1:]
         with section("augment"):
-            crops = augment.apply_per_crop(image, params, size)
+            source = self._clip_source(image)
+            crops = augment.apply_per_crop(source, params, size)
         with section("clip"):
-            return encoder.encode_image(image), encoder.encode_image(crops)
+            return encoder.encode_image(source), encoder.encode_image(crops)
 
-    def _kept(self, crop_embeddings: torch.Tensor, member: EncoderMember) -> float:
-        """Share of these crops the patch rejection keeps (score >= threshold), in [0, 1]."""
-        scores = losses.direction_scores(crop_embeddings, member.source_embedding, member.direction)
-        return float((scores >= self.config.threshold).float().mean())
+    @staticmethod
+    def _by_region(member: EncoderMember, regions: torch.Tensor | None):
+        """(selector of the region's crops or None for all of them, its directions) per region."""
+        for index, guides in enumerate(member.regions):
+            yield (None if regions is None or len(member.regions) == 1 else regions == index), guides
+
+    def crop_weights(self, params: augment.CropParams) -> torch.Tensor | None:
+        """Attention weighting (``attention_patch``): each crop's mean relevance over its window,
+        normalized to mean 1 over the step's crops; None when off."""
+        if self.relevance is None:
+            return None
+        size = params.size
+        window = torch.nn.functional.avg_pool2d(self.relevance.float(), size, stride=1)[0, 0].cpu()
+        weights = window[params.tops, params.lefts] + 1e-3  # never exactly 0: a crop still counts a little
+        return weights / weights.mean()
+
+    def _kept(self, crop_embeddings: torch.Tensor, member: EncoderMember,
+              regions: torch.Tensor | None = None) -> float:
+        """Share of these crops the patch rejection keeps (score >= threshold), in [0, 1]
+        (with several directions: weighted over each crop's region's directions)."""
+        threshold = self.config.threshold
+        if not member.regions:
+            scores = losses.direction_scores(crop_embeddings, member.source_embedding, member.direction)
+            return float((scores >= threshold).float().mean())
+        kept = 0.0
+        for selector, guides in self._by_region(member, regions):
+            chosen = crop_embeddings if selector is None else crop_embeddings[selector]
+            for direction, weight in guides:
+                scores = losses.direction_scores(chosen, member.source_embedding, direction)
+                kept += weight * float((scores >= threshold).float().sum())
+        return kept / len(crop_embeddings)
+
+    def _direction_loss(self, member: EncoderMember, global_embedding: torch.Tensor) -> torch.Tensor:
+        """Global directional loss; with several directions their weighted sum (regions equally weighted)."""
+        if not member.regions:
+            return losses.directional_loss(global_embedding, member.source_embedding, member.direction)
+        share = 1.0 / len(member.regions)
+        return sum(share * weight * losses.directional_loss(global_embedding, member.source_embedding, direction)
+                   for guides in member.regions for direction, weight in guides)
+
+    def _patch_loss(self, member: EncoderMember, crop_embeddings: torch.Tensor,
+                    regions: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch loss (mean over all these crops); with several directions each crop's score is the
+        weighted sum of its thresholded scores against its region's directions. weights: per-crop
+        attention weights (`crop_weights`) or None."""
+        threshold = self.config.threshold
+        if not member.regions:
+            return losses.patch_loss(crop_embeddings, member.source_embedding, member.direction, threshold, weights)
+        total: Any = 0
+        for selector, guides in self._by_region(member, regions):
+            chosen = crop_embeddings if selector is None else crop_embeddings[selector]
+            chosen_weights = weights if selector is None or weights is None else weights[selector]
+            if not len(chosen):
+                continue
+            for direction, weight in guides:
+                total = total + weight * len(chosen) * losses.patch_loss(chosen, member.source_embedding, direction,
+                                                                         threshold, chosen_weights)
+        return total / len(crop_embeddings)
 
     def _member_losses(self, member: EncoderMember, global_embedding: torch.Tensor,
-                       crop_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        direction = losses.directional_loss(global_embedding, member.source_embedding, member.direction)
-        patch = losses.patch_loss(crop_embeddings, member.source_embedding, member.direction, self.config.threshold)
-        return direction, patch
+                       crop_embeddings: torch.Tensor, params: augment.CropParams,
+                       weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self._direction_loss(member, global_embedding),
+                self._patch_loss(member, crop_embeddings, params.regions, weights))
 
     def terms(self, image: torch.Tensor, params: augment.CropParams,
               section: Callable[[str], ContextManager] = _no_section) -> dict[str, torch.Tensor]:
@@ -166,15 +293,17 @@ class StyleObjective:
         zero = image.new_zeros(())
         out: dict[str, torch.Tensor] = {}
         if w.dir or w.patch:
+            crop_weights = self.crop_weights(params)
             direction_sum: Any = 0
             patch_sum: Any = 0
             kept = 0.0
             for index, member in enumerate(self.members):
                 global_embedding, crop_embeddings = self.clip_embeddings(image, params, section, member)
-                direction, patch = self._member_losses(member, global_embedding, crop_embeddings)
+                direction, patch = self._member_losses(member, global_embedding, crop_embeddings, params,
+                                                       crop_weights)
                 direction_sum = direction_sum + member.weight * direction
                 patch_sum = patch_sum + member.weight * patch
-                kept += member.weight * self._kept(crop_embeddings.detach(), member)
+                kept += member.weight * self._kept(crop_embeddings.detach(), member, params.regions)
                 if len(self.members) > 1:
                     out[f"dir[{index}]"], out[f"patch[{index}]"] = direction, patch
             out["dir"], out["patch"] = direction_sum, patch_sum
@@ -204,6 +333,7 @@ class StyleObjective:
             n_images = n_crops + 1  # index 0 is the whole image, 1.. the crops
             n_chunks = -(-n_images // clip_batch) if clip_batch > 0 else 1
             bounds = [round(i * n_images / n_chunks) for i in range(n_chunks + 1)]
+            crop_weights = self.crop_weights(params)
             # Members one after the other, so peak memory is that of the largest one alone
             # (the crops are re-gathered and re-warped per member: ~0.05 s a step at 512 px).
             for index, member in enumerate(self.members):
@@ -211,23 +341,23 @@ class StyleObjective:
                 member_values = {"dir": 0.0, "patch": 0.0, "patch_kept": 0.0}
                 for start, stop in zip(bounds[:-1], bounds[1:]):
                     first_crop, last_crop = max(start, 1) - 1, stop - 1
+                    chunk = params.subset(first_crop, last_crop)
                     with section("augment"):
-                        batch = self._clip_views(leaf, params.subset(first_crop, last_crop), start == 0, size)
+                        batch = self._clip_views(leaf, chunk, start == 0, size)
                     with section("clip"):
                         embeddings = member.encoder.encode_image(batch)
                     loss = leaf.new_zeros(())
                     if start == 0:
-                        direction_loss = losses.directional_loss(embeddings[:1], member.source_embedding,
-                                                                 member.direction)
+                        direction_loss = self._direction_loss(member, embeddings[:1])
                         member_values["dir"] = float(direction_loss.detach())
                         loss = loss + w.dir * (member.weight * direction_loss)
                         embeddings = embeddings[1:]
                     if len(embeddings):
                         share = len(embeddings) / n_crops  # the patch loss is a mean over all crops
-                        patch = losses.patch_loss(embeddings, member.source_embedding, member.direction,
-                                                  self.config.threshold) * share
+                        chunk_weights = None if crop_weights is None else crop_weights[first_crop:last_crop]
+                        patch = self._patch_loss(member, embeddings, chunk.regions, chunk_weights) * share
                         member_values["patch"] += float(patch.detach())
-                        member_values["patch_kept"] += self._kept(embeddings.detach(), member) * share
+                        member_values["patch_kept"] += self._kept(embeddings.detach(), member, chunk.regions) * share
                         loss = loss + w.patch * (member.weight * patch)
                     with section("clip_backward"):
                         loss.backward()

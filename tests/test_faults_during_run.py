@@ -118,6 +118,9 @@ def send_at_step(monkeypatch, step, *signals):
 def test_a_signal_saves_the_result_so_far_marked_interrupted(folder, fast_models, monkeypatch, signum, code):
     send_at_step(monkeypatch, 2, signum)
     before = listing(folder)
+    # What the process had before (Python's default_int_handler, or SIG_IGN when started in the
+    # background by a non-interactive shell): the run must put back exactly that.
+    handlers_before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     result = stylize(folder, "--steps", "50", "--save-unet")
     assert result.exit_code == code
     name = signal.Signals(signum).name
@@ -127,7 +130,7 @@ def test_a_signal_saves_the_result_so_far_marked_interrupted(folder, fast_models
     assert sorted(set(listing(folder)) - set(before)) == ["out.json", "out.png", "out.unet.pt"]
     sidecar = json.loads((folder / "out.json").read_text())
     assert sidecar["status"] == "interrupted" and sidecar["steps_done"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    assert {sig: signal.getsignal(sig) for sig in handlers_before} == handlers_before  # handlers put back
 
 
 def test_a_second_ctrl_c_quits_at_once_without_saving(folder, fast_models, monkeypatch):

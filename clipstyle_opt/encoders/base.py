@@ -17,6 +17,33 @@ from torch.nn import functional as F
 from .templates import IMAGENET_TEMPLATES
 
 
+class WeightsCastOnce(torch.nn.Module):
+    """An encoder whose reduced precision is set by casting its frozen weights once.
+
+    Rather than autocast, which re-casts every frozen weight on every call (five
+    CLIP calls a step with chunked backward), setting `autocast_dtype` casts the
+    weights once through `_cast_weights`; each backend decides which tensors. Casting
+    back to fp32 keeps the rounded values.
+    """
+
+    _dtype: torch.dtype | None = None
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The reduced precision the towers compute in (bf16/fp16), or None for fp32."""
+        return self._dtype
+
+    @autocast_dtype.setter
+    def autocast_dtype(self, dtype: torch.dtype | None) -> None:
+        if dtype == self._dtype:
+            return
+        self._cast_weights(dtype or torch.float32)
+        self._dtype = dtype
+
+    def _cast_weights(self, dtype: torch.dtype) -> None:
+        raise NotImplementedError
+
+
 def resize_and_normalize(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """NCHW images in [0, 1] squashed to ``size`` x ``size`` px (bicubic, as the reference resizes
     the whole image; skipped at that size already), then ``(x - mean) / std``."""

@@ -16,7 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ModelUnavailableError
 from ..prompts import check_text
-from .base import resize_and_normalize
+from .base import WeightsCastOnce, resize_and_normalize
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir, download
 
@@ -48,7 +48,7 @@ def resolve_clip_checkpoint(name_or_path: str) -> Path:
                     sha256_prefix=url.split("/")[-2])
 
 
-class ClipEncoder(nn.Module):
+class ClipEncoder(WeightsCastOnce):
     """A frozen CLIP model with the encoding steps the losses and metrics need.
 
     Images: NCHW RGB float in [0, 1], any size; they are resized (bicubic) to
@@ -74,24 +74,11 @@ class ClipEncoder(nn.Module):
         self.embedding_width = int(model.text_projection.shape[1])
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self._dtype: torch.dtype | None = None
 
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        """The reduced precision CLIP computes in (bf16/fp16), or None for fp32."""
-        return self._dtype
-
-    @autocast_dtype.setter
-    def autocast_dtype(self, dtype: torch.dtype | None) -> None:
-        # Rather than autocast, which re-casts every frozen weight on every call
-        # (five times a step with chunked backward), the weights are cast once,
-        # the way OpenAI's CLIP runs in fp16 on GPUs: matmuls and convs in the
-        # low precision, LayerNorms in fp32. Casting back to fp32 keeps the
-        # rounded values.
-        if dtype == self._dtype:
-            return
-        _cast_matmul_weights(self.model, dtype or torch.float32)
-        self._dtype = dtype
+    def _cast_weights(self, dtype: torch.dtype) -> None:
+        # The way OpenAI's CLIP runs in fp16 on GPUs: matmuls and convs in the low
+        # precision, LayerNorms in fp32 (clip's LayerNorm computes in fp32).
+        _cast_matmul_weights(self.model, dtype)
 
     def compile_image_tower(self) -> None:
         """Replace the image tower by its torch.compile'd version (compiled on first use, per input shape)."""

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ConfigError, ModelUnavailableError
-from .base import resize_and_normalize
+from .base import WeightsCastOnce, resize_and_normalize
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir
 
@@ -58,7 +58,7 @@ def import_open_clip() -> Any:
     return open_clip
 
 
-class OpenClipEncoder(nn.Module):
+class OpenClipEncoder(WeightsCastOnce):
     """A frozen open_clip model (CLIP-style or SigLIP) with the project's encoding steps.
 
     Images: NCHW RGB float in [0, 1], any size; resized (bicubic) to the
@@ -81,27 +81,15 @@ class OpenClipEncoder(nn.Module):
         self.embedding_width = int(probe.shape[-1])
         self.register_buffer("mean", torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self._dtype: torch.dtype | None = None
 
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        """The reduced precision the towers compute in (bf16/fp16), or None for fp32."""
-        return self._dtype
-
-    @autocast_dtype.setter
-    def autocast_dtype(self, dtype: torch.dtype | None) -> None:
-        # As for the OpenAI backend, the frozen weights are cast once instead of running under
-        # autocast, which re-casts every weight on every call (measured in benchmarks/RESULTS.md:
-        # under autocast open_clip's ViT-B-32 was slower in bf16 than in fp32 on a 2-core CPU).
-        # Norm layers are cast too: CUDA's layer_norm refuses bf16 inputs with fp32 weights (the
-        # CPU's takes them), and both compute the statistics in fp32 internally. Images are cast
-        # at the tower's entry, features back to fp32 at its exit.
-        if dtype == self._dtype:
-            return
+    def _cast_weights(self, dtype: torch.dtype) -> None:
+        # Under autocast instead, open_clip's ViT-B-32 was slower in bf16 than in fp32 on a 2-core
+        # CPU (benchmarks/RESULTS.md). Every tensor is cast, norms too: CUDA's layer_norm refuses
+        # bf16 inputs with fp32 weights (the CPU's takes them), and both compute the statistics in
+        # fp32 internally. Images are cast at the tower's entry, features back to fp32 at its exit.
         for tensor in [*self.model.parameters(), *self.model.buffers()]:
             if tensor.is_floating_point():
-                tensor.data = tensor.data.to(dtype or torch.float32)
-        self._dtype = dtype
+                tensor.data = tensor.data.to(dtype)
 
     @property
     def device(self) -> torch.device:

@@ -186,6 +186,19 @@ def check_min_size(height: int, width: int, what: str = "image") -> None:
         raise ImageReadError(f"{what} is too small: {width}x{height} px; each side must be at least {MIN_SIDE} px")
 
 
+def read_user_text(path: str | os.PathLike, what: str, error: type[Exception],
+                   encoding: str = "utf-8") -> str:
+    """The text of a file the user named, or ``error`` with one line: "{what} not found: PATH"
+    or "cannot read {what} PATH: reason"."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def load_image(source: ImageSource, what: str = "image") -> torch.Tensor:
     """Path, PIL image, HxWx3 array or tensor -> (1, 3, H, W) float32 in [0, 1].
 

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import ClipstyleError, ConfigError, ImageReadError
-from ..imageio import atomic_write, check_output_file
+from ..imageio import atomic_write, check_output_file, read_user_text
 
 RATING_COLUMNS = ("rater", "output", "style_rating", "content_rating")
 TARGETS = ("style", "content")
@@ -39,13 +39,7 @@ def _stats() -> Any:
 
 
 def _read_csv(path: str | os.PathLike, what: str) -> list[dict[str, str]]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ImageReadError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImageReadError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = read_user_text(path, what, ImageReadError, encoding="utf-8-sig")
     reader = csv.DictReader(text.splitlines())
     header = reader.fieldnames or []
     rows = [row for row in reader if any((v or "").strip() for v in row.values())

@@ -42,6 +42,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ..config import StyleConfig
 from ..errors import ClipstyleError, ConfigError, ImageReadError
+from ..imageio import read_user_text
 from ..prompts import check_text
 
 SPEC_KEYS = ("name", "contents", "prompts", "style_images", "base", "grid", "zip", "variants", "seeds")
@@ -180,12 +181,7 @@ def _load_with_positions(text: str, source: str) -> tuple[Any, dict[Path_, tuple
 def read_spec_file(path: str | os.PathLike) -> tuple[dict[str, Any], _Where]:
     """The mapping a ``.yaml``/``.yml``/``.json`` spec file holds, and where each field sits in it."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"sweep spec not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read sweep spec {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = read_user_text(path, "sweep spec", ConfigError)
     if path.suffix.lower() == ".json":
         try:
             json.loads(text)

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional, Sequence
 from PIL import Image
 
 from ..errors import ClipstyleError
-from ..imageio import atomic_write, save_image, sidecar_path
+from ..imageio import atomic_write, save_image
 from .execute import Outcome
 from .spec import Run, SweepSpec
 

@@ -102,6 +102,16 @@ def test_one_plot_per_numeric_axis(acceptance):
         assert plot.width > 200 and plot.height > 150
 
 
+def test_plots_show_what_varies_and_leave_out_bookkeeping_times():
+    from clipstyle_opt.sweeps.plots import metric_columns
+
+    rows = [{"status": "ok", "seed": 0, "lambda_c": c, "loss_style": 0.0, "loss_content": c / 10, "train_s": t,
+             "run_s": t + 1, "eval_s": 0.5 * t, "clip_score": s, "patch_kept": 1.0}
+            for c, t, s in ((50, 2.0, 0.3), (150, 2.5, 0.2))]
+    rows.append({"status": "failed", "seed": 0, "lambda_c": 300, "error": "boom"})
+    assert metric_columns(rows, ["lambda_c"]) == ["loss_content", "train_s", "clip_score"]
+
+
 def test_rerunning_the_same_sweep_redoes_nothing(acceptance):
     spec, out, frame = acceptance
     before = stamps(out)

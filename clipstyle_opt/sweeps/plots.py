@@ -12,7 +12,10 @@ from ..errors import ClipstyleError
 from ..imageio import atomic_write
 
 PLOTS_DIR = "plots"
-_NOT_METRICS = {"run_id", "status", "image", "content_path", "style_image_path", "error", "load_s"}
+_NOT_METRICS = {"run_id", "status", "image", "content_path", "style_image_path", "error", "seed"}
+# Bookkeeping times stay in results.csv but not in the plots: of the timings only train_s (the
+# optimization, what a setting costs) is worth a panel beside the metrics.
+_NOT_PLOTTED_TIMES = {"load_s", "prepare_s", "apply_s", "total_s", "step_median_s", "run_s", "eval_s"}
 
 
 def _number(value: Any) -> bool:
@@ -30,13 +33,14 @@ def numeric_axes(rows: Sequence[dict[str, Any]], varying: Sequence[str]) -> list
 
 
 def metric_columns(rows: Sequence[dict[str, Any]], axes: Sequence[str]) -> list[str]:
-    """Numeric result columns (losses, timings, eval metrics) of the finished runs, in table order."""
+    """Numeric result columns of the finished runs that differ between them (losses, ``train_s``, eval
+    metrics), in table order; a column with one value across all runs has nothing to plot."""
     ok = [row for row in rows if row.get("status") == "ok"]
     columns: list[str] = []
     for row in ok:
         columns.extend(k for k in row if k not in columns)
-    return [c for c in columns if c not in _NOT_METRICS and c not in axes
-            and any(_number(row.get(c)) for row in ok)]
+    return [c for c in columns if c not in _NOT_METRICS and c not in _NOT_PLOTTED_TIMES and c not in axes
+            and len({row.get(c) for row in ok if _number(row.get(c))}) > 1]
 
 
 def axis_plots(directory: str | os.PathLike, rows: Sequence[dict[str, Any]], varying: Sequence[str]) -> list[Path]:

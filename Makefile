@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench notebooks install clean
 
 $(STAMP): setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py
+
+# Execute notebooks/*.ipynb at readable sizes into build/notebooks/ (with outputs; the real CLIP when it
+# can be downloaded, else the micro CLIP). The committed notebooks stay without outputs.
+notebooks: $(STAMP)
+	$(BIN)/python tools/run_notebooks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out

@@ -43,6 +43,9 @@ FIELD_HELP: dict[str, str] = {
     "lr_decay_every": "Multiply the learning rate by --lr-decay every this many steps.",
     "lr_decay": "Learning-rate decay factor.",
     "unet_width": "Base channel width of the U-Net.",
+    "early_stop": ("Patience in steps: stop once the smoothed patch loss has not improved by --early-stop-delta "
+                   "for this many steps (0: off)."),
+    "early_stop_delta": "Relative improvement that resets the --early-stop patience (0.01 = 1 %).",
     "lambda_dir": "Weight of the global CLIP directional loss.",
     "lambda_patch": "Weight of the patch CLIP loss.",
     "lambda_c": "Weight of the VGG content loss.",
@@ -349,9 +352,11 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
         sys.exit(exit_code(stop.signum))
     if not quiet:
         height, width = result.tensor.shape[-2:]
+        early = (f"; stopped early after step {result.extra['steps_done']} of {config.steps} (--early-stop)"
+                 if result.extra.get("early_stopped") else "")
         click.echo(f"wrote {written} ({width}x{height} px, {result.precision} on {result.device}) "
                    f"in {time.perf_counter() - started:.1f} s; median {result.timings['step_median_s']:.2f} s/step"
-                   + (f"; U-Net {unet_path}" if save_unet else ""), err=True)
+                   + early + (f"; U-Net {unet_path}" if save_unet else ""), err=True)
 
 
 @cli.command("apply")

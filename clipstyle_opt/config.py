@@ -73,6 +73,12 @@ class StyleConfig:
     lr_decay: float = 0.5
     unet_width: int = 16
     """Base channel width of the U-Net (reference 16)."""
+    # deviation: the reference always runs every step.
+    early_stop: int = 0
+    """Patience in steps: stop once the smoothed patch loss (the total loss when lambda_patch is 0) has not
+    improved by early_stop_delta for this many steps in a row; 0 = off. The rule: `clipstyle_opt.stopping`."""
+    early_stop_delta: float = 0.01
+    """Relative improvement of the smoothed loss that resets the patience (0.01 = 1 %), in [0, 1)."""
 
     # --- loss weights -----------------------------------------------------
     lambda_dir: float = 500.0
@@ -139,7 +145,7 @@ class StyleConfig:
                 raise ConfigError(msg, msg.split(" ", 1)[0].rstrip(":"))
 
         for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
-                     "max_output_size", "seed", "clip_batch"):
+                     "max_output_size", "seed", "clip_batch", "early_stop"):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool),
                   f"{name} must be an integer, got {value!r}")
@@ -154,14 +160,16 @@ class StyleConfig:
         check(self.crop_size >= 8, f"crop_size must be >= 8 px, got {self.crop_size}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.clip_batch >= 0, f"clip_batch must be >= 0 (0: all at once), got {self.clip_batch}")
+        check(self.early_stop >= 0, f"early_stop must be >= 0 steps (0: off), got {self.early_stop}")
         for name in ("lr", "lr_decay", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
-                     "lambda_style", "distortion", "threshold"):
+                     "lambda_style", "distortion", "threshold", "early_stop_delta"):
             value = getattr(self, name)
             check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                   f"{name} must be a finite number, got {value!r}")
             check(value >= 0, f"{name} must be >= 0, got {value}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(0 <= self.distortion <= 1, f"distortion must be in [0, 1], got {self.distortion}")
+        check(self.early_stop_delta < 1, f"early_stop_delta must be in [0, 1), got {self.early_stop_delta}")
         check(self.threshold <= 2, f"threshold must be in [0, 2] (1 - cos ranges over [0, 2]), got {self.threshold}")
         check(self.vgg in VGG_ARCHS, f"vgg must be one of {', '.join(VGG_ARCHS)}, got {self.vgg!r}")
         check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")

@@ -28,6 +28,7 @@ from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check
                       resize, save_image, to_pil)
 from .objective import TERM_NAMES, StyleObjective
 from .prompts import check_text
+from .stopping import EarlyStop
 from .unet import StyleUNet
 
 # Changing these needs other encoders, so they are fixed per Stylizer.
@@ -229,6 +230,9 @@ class Stylizer:
             result so far is returned, with ``extra["status"] == "interrupted"`` and
             ``extra["steps_done"]``.
 
+        With ``early_stop`` set, a run whose smoothed patch loss stopped improving ends
+        early (`clipstyle_opt.stopping`), with ``extra["early_stopped"]`` and ``extra["steps_done"]``.
+
         Raises `ConfigError` for an empty prompt or one too long for CLIP (`clipstyle_opt.prompts`),
         `ImageReadError` for an unreadable or too small image, `OutOfMemoryError` naming the
         settings to lower, and `NonFiniteLossError` (carrying the last good `Result`) when a
@@ -278,6 +282,8 @@ class Stylizer:
         extra: dict[str, Any] = {}
         # The weights whose output last had finite losses and gradients: what a NaN falls back to.
         good_state: dict[str, torch.Tensor] | None = None
+        stopper = EarlyStop(config.early_stop, config.early_stop_delta) if config.early_stop else None
+        watched = "patch" if config.lambda_patch > 0 else "total"
         unet.train()
         for step in range(1, config.steps + 1):
             step_started = time.perf_counter()
@@ -307,6 +313,9 @@ class Stylizer:
                 callback(StepInfo(step, config.steps, values, lr, seconds, output.detach()))
             if should_stop is not None and step < config.steps and should_stop():
                 extra = {"status": "interrupted", "steps_done": step}
+                break
+            if stopper is not None and step < config.steps and stopper.update(values[watched]):
+                extra = {"early_stopped": True, "steps_done": step}
                 break
         timings["train_s"] = round(time.perf_counter() - loop_started, 3)
         timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0

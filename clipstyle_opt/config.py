@@ -61,9 +61,11 @@ class StyleConfig:
     size: int = 512
     """Training long side in px (64..4096); both sides are rounded to multiples of 8."""
     output_size: int | None = None
-    """Long side of the final image in px; None = the content's own size, capped at max_output_size."""
-    max_output_size: int = 2048
-    """Cap on the final long side when output_size is None (px)."""
+    """Long side of the final image in px; None = the content's own size (capped at max_output_size if set).
+    Outputs larger than 2048 x 2048 px are rendered tile by tile (`clipstyle_opt.tiling`)."""
+    max_output_size: int | None = None
+    """Cap on the final long side when output_size is None (px); None = no cap. The number of output pixels
+    is limited only by $CLIPSTYLE_MAX_PIXELS (the reading limit, 200 M by default)."""
 
     # --- optimization -----------------------------------------------------
     steps: int = 200
@@ -145,14 +147,15 @@ class StyleConfig:
                 raise ConfigError(msg, msg.split(" ", 1)[0].rstrip(":"))
 
         for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
-                     "max_output_size", "seed", "clip_batch", "early_stop"):
+                     "seed", "clip_batch", "early_stop"):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool),
                   f"{name} must be an integer, got {value!r}")
         check(64 <= self.size <= 4096, f"size must be in 64..4096 px, got {self.size}")
-        check(self.output_size is None or (isinstance(self.output_size, int) and 8 <= self.output_size <= 16384),
-              f"output_size must be None or an integer in 8..16384 px, got {self.output_size!r}")
-        check(8 <= self.max_output_size <= 16384, f"max_output_size must be in 8..16384 px, got {self.max_output_size}")
+        for name in ("output_size", "max_output_size"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 8),
+                  f"{name} must be None or an integer >= 8 px, got {value!r}")
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         check(self.lr_decay_every >= 1, f"lr_decay_every must be >= 1, got {self.lr_decay_every}")
         check(self.unet_width >= 1, f"unet_width must be >= 1, got {self.unet_width}")

@@ -29,6 +29,7 @@ from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check
 from .objective import TERM_NAMES, StyleObjective
 from .prompts import check_text
 from .stopping import EarlyStop
+from .tiling import DEFAULT_TILE_SIZE, StatsMode, apply_tiled
 from .unet import StyleUNet
 
 # Changing these needs other encoders, so they are fixed per Stylizer.
@@ -164,9 +165,15 @@ def training_hw(height: int, width: int, config: StyleConfig, what: str = "photo
     return train
 
 
+UNTILED_PIXELS = 2048 * 2048
+"""`Stylizer` applies its U-Net to outputs up to this many pixels in one piece (as before outputs had no
+tiling); larger ones tile by tile (`clipstyle_opt.tiling`)."""
+
+
 def output_hw(height: int, width: int, config: StyleConfig) -> tuple[int, int]:
-    """Final image size: ``output_size`` as long side, else the content's own size capped at ``max_output_size``."""
-    long_side = config.output_size or min(max(height, width), config.max_output_size)
+    """Final image size: ``output_size`` as long side, else the content's own size, capped at ``max_output_size``
+    when that is set."""
+    long_side = config.output_size or min(max(height, width), config.max_output_size or max(height, width))
     if long_side == max(height, width):
         return height, width
     scale = long_side / max(height, width)
@@ -328,7 +335,10 @@ class Stylizer:
         unet.eval()
         with torch.no_grad():
             final_input = resize(run.content_full, output_hw(*run.content_full.shape[-2:], run.config))
-            final = apply_unet(unet, final_input.to(self.device)).float().cpu()
+            if final_input.shape[-2] * final_input.shape[-1] <= UNTILED_PIXELS:
+                final = apply_unet(unet, final_input.to(self.device)).float().cpu()
+            else:  # bounded memory for outputs larger than the old 2048 px cap allowed
+                final = apply_tiled(unet, final_input, device=self.device)
         run.timings["apply_s"] = round(time.perf_counter() - apply_started, 3)
         run.timings["total_s"] = round(time.perf_counter() - run.started, 3)
 
@@ -456,16 +466,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size: int | None = None,
-                    max_output_size: int = 2048, device: str = "auto") -> torch.Tensor:
-    """Restyle ``content`` with a saved U-Net; returns (1, 3, H, W) in [0, 1] on the CPU."""
+                    max_output_size: int | None = None, output_scale: float | None = None, device: str = "auto",
+                    tile_size: int = DEFAULT_TILE_SIZE, stats: StatsMode = "thumbnail") -> torch.Tensor:
+    """Restyle ``content`` with a saved U-Net; returns (1, 3, H, W) in [0, 1] on the CPU.
+
+    Output size: the content's own by default (no cap), else ``output_size`` (long side, px)
+    or ``output_scale`` (times each side), at most ``max_output_size`` on the long side
+    (`clipstyle_opt.restyle.target_hw`). Images larger than ``tile_size`` are applied tile by
+    tile (`clipstyle_opt.tiling`); for bounded memory on files use `clipstyle_opt.restyle.Restyler`.
+    """
+    from .restyle import OutputSize, target_hw
+
     unet, _ = load_unet(unet_path)
     torch_device = resolve_device(device)
     image = load_image(content, "photo")
     check_min_size(*image.shape[-2:], "photo")
-    config = StyleConfig(output_size=output_size, max_output_size=max_output_size)
-    hw = output_hw(*image.shape[-2:], config)
-    with torch.no_grad():
-        return apply_unet(unet.to(torch_device), resize(image, hw).to(torch_device)).cpu()
+    hw = target_hw(*image.shape[-2:], OutputSize(output_size, output_scale, max_output_size))
+    return apply_tiled(unet, resize(image, hw), tile_size=tile_size, stats=stats, device=torch_device)
 
 
 def stylize(content: ImageSource, prompt: str, *, config: StyleConfig | None = None,

@@ -374,17 +374,19 @@ def stats_passes(plan: TilePlan, stats: StatsMode, n_norms: int) -> int:
 
 
 def _thumbnail(source: TileSource, tile_size: int) -> TileSource:
-    """The image scaled (antialiased) to fit in one tile, for thumbnail statistics."""
-    from .imageio import resize
+    """The image scaled to fit in one tile (Pillow bicubic on 8 bits, antialiased), for thumbnail statistics.
+
+    Float and 8-bit sources of the same picture get the same thumbnail, without a float copy of a large image.
+    """
+    from PIL import Image
 
     scale = min(1.0, tile_size / max(source.height, source.width))
     height = max(ALIGN, int(source.height * scale) // ALIGN * ALIGN)
     width = max(ALIGN, int(source.width * scale) // ALIGN * ALIGN)
-    if isinstance(source.image, torch.Tensor):
-        return TileSource(resize(source.image.float(), (height, width)))
-    from PIL import Image
-
-    small = Image.fromarray(source.image, "RGB").resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    image = source.image
+    if isinstance(image, torch.Tensor):
+        image = image[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    small = Image.fromarray(np.ascontiguousarray(image), "RGB").resize((width, height), Image.Resampling.BICUBIC)
     return TileSource(np.asarray(small))
 
 

@@ -13,6 +13,9 @@ from clipstyle_opt.restyle import OutputSize, target_hw
 from clipstyle_opt.unet import StyleUNet
 
 
+TILE = 304  # core 160 px + 2 x 72 px margins
+
+
 @pytest.fixture(scope="module")
 def unet():
     """A width-2 U-Net (same architecture and reach as width 16) whose output spans [0, 1] rather than
@@ -25,8 +28,9 @@ def unet():
 
 @pytest.fixture(scope="module")
 def picture():
-    image = load_image(Path(__file__).resolve().parent.parent / "examples" / "chelsea.png")
-    return image[..., 30:260, 100:401]  # 230 x 301: neither side a multiple of 8
+    image = load_image(Path(__file__).resolve().parent.parent / "examples" / "coffee.png")
+    image = image[..., 40:349, 150:461]  # 309 x 311: neither side a multiple of 8; 2 x 2 tiles of 304 px
+    return (image * 255).round() / 255  # 8-bit values, so the uint8 path sees the same image
 
 
 def untiled(net, image):
@@ -39,39 +43,42 @@ def to8(image):
 
 
 def test_plan_covers_the_padded_image_once_with_aligned_tiles():
-    plan = tiling.plan_tiles(230, 301, 224, 72)
-    assert plan.padded == (232, 304) and len(plan.tiles) == 12
+    plan = tiling.plan_tiles(309, 311, TILE, 72)
+    assert plan.padded == (312, 312) and len(plan.tiles) == 4
     covered = np.zeros(plan.padded, int)
     for tile in plan.tiles:
         y0, y1, x0, x1 = tile.core
         covered[y0:y1, x0:x1] += 1
         assert all(v % 8 == 0 for v in (*tile.core, *tile.box))
-        assert tile.box[1] - tile.box[0] <= 224 and tile.box[3] - tile.box[2] <= 224
-        assert tile.box[0] == max(0, y0 - 72) and tile.box[3] == min(304, x1 + 72)
+        assert tile.box[1] - tile.box[0] <= TILE and tile.box[3] - tile.box[2] <= TILE
+        assert tile.box[0] == max(0, y0 - 72) and tile.box[3] == min(312, x1 + 72)
     assert (covered == 1).all()
 
 
 def test_exact_statistics_make_tiled_equal_untiled(unet, picture):
     reference = untiled(unet, picture)
     assert reference.std() > 0.1  # the output varies: a wrong tile would show
-    tiled = tiling.apply_tiled(unet, picture, tile_size=224, stats="exact")
-    # float32 differences of summation order only; 1/255 is the acceptance bound
+    tiled = tiling.apply_tiled(unet, picture, tile_size=TILE, stats="exact")
+    # in float: differences of summation order only; after quantization to 8 bits: at most one level
     assert (tiled - reference).abs().max() <= 1 / 255
-    rgb8 = (picture[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    reference8 = to8(untiled(unet, torch.from_numpy(rgb8.astype(np.float32) / 255.0).permute(2, 0, 1)[None]))
-    tiled8 = tiling.apply_tiled_uint8(unet, rgb8, tile_size=224, stats="exact")
-    assert np.abs(tiled8.astype(int) - reference8).max() <= 1
+    assert np.abs(to8(tiled).astype(int) - to8(reference)).max() <= 1
+
+
+def test_the_8_bit_path_quantizes_as_images_are_saved(unet, picture):
+    rgb8 = to8(picture)
+    tiled8 = tiling.apply_tiled_uint8(unet, rgb8, tile_size=TILE)
+    assert np.array_equal(tiled8, to8(tiling.apply_tiled(unet, picture, tile_size=TILE)))
 
 
 def test_tiles_are_seamless_whatever_the_statistics(unet, picture):
     """Thumbnail statistics change the image a little, but every tile uses the same ones: the tiled output
     equals the untiled network run with those statistics frozen."""
     source = tiling.TileSource(picture)
-    small = tiling._thumbnail(source, 224)
-    stats = tiling.norm_statistics(unet, small, tiling.plan_tiles(small.height, small.width, 224, 72),
+    small = tiling._thumbnail(source, TILE)
+    stats = tiling.norm_statistics(unet, small, tiling.plan_tiles(small.height, small.width, TILE, 72),
                                    torch.device("cpu"))
     reference = untiled(tiling.frozen_copy(unet, stats), picture)
-    tiled = tiling.apply_tiled(unet, picture, tile_size=224, stats="thumbnail")
+    tiled = tiling.apply_tiled(unet, picture, tile_size=TILE, stats="thumbnail")
     assert (tiled - reference).abs().max() <= 1 / 255
 
 
@@ -81,14 +88,14 @@ def test_an_image_that_fits_in_one_tile_is_the_untiled_computation(unet, picture
 
 def test_per_tile_statistics_would_show_seams(unet, picture):
     """What the frozen statistics prevent: each tile normalized by its own statistics differs visibly."""
-    plan = tiling.plan_tiles(230, 301, 224, 72)
+    plan = tiling.plan_tiles(309, 311, TILE, 72)
     source = tiling.TileSource(picture)
     out = torch.empty_like(picture)
     for tile in plan.tiles:
         y0, y1, x0, x1 = tile.core
         with torch.no_grad():
             piece = unet(source.cut(tile.box))
-        y1, x1 = min(y1, 230), min(x1, 301)
+        y1, x1 = min(y1, 309), min(x1, 311)
         out[..., y0:y1, x0:x1] = piece[..., y0 - tile.box[0]:y1 - tile.box[0], x0 - tile.box[2]:x1 - tile.box[2]]
     assert (out - untiled(unet, picture)).abs().max() > 10 / 255
 

@@ -377,7 +377,7 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
                    "their size in pixels, so a smaller scale makes them larger relative to the picture.")
 @click.option("--max-output-size", type=int, default=None, help="Cap on the output's long side in px [default: none].")
 @click.option("--tile-size", type=int, default=DEFAULT_TILE_SIZE, show_default=True,
-              help="Images larger than this (px a side) are applied tile by tile; ~0.6 KB of memory per tile pixel.")
+              help="Images larger than this (px a side) are applied tile by tile; ~0.9 KB of memory per tile pixel.")
 @click.option("--norm-stats", type=click.Choice(STATS_MODES), default="thumbnail", show_default=True,
               help="Tiled images: InstanceNorm statistics from a thumbnail (one small pass) or exact (as untiled; "
                    "about 8 passes' compute).")

@@ -126,12 +126,12 @@ def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int
     width, height = opened.width, opened.height
     check_min_size(height, width, "photo")
     target_hw(height, width, size)
-    pixels = pil_to_rgb8(opened)
+    held = [pil_to_rgb8(opened)]  # popped by the work below, so the input is freed before the output is saved
     del opened  # keep only the 8-bit array
     restyler = Restyler(model, size, tile_size, norm_stats, torch_device)  # type: ignore[arg-type]
     bar = _bar(quiet, None, "tile", "apply")
     try:
-        image = _guard(lambda: restyler.image(pixels, _tile_progress(bar)), f"{width}x{height} px", tile_size)
+        image = _guard(lambda: restyler.image(held.pop(), _tile_progress(bar)), f"{width}x{height} px", tile_size)
     finally:
         if bar is not None:
             bar.close()

@@ -16,7 +16,8 @@ strokes 1/8 as large relative to the picture). ``output_scale`` below 1, or
 stylizing at a larger ``--size``, keeps them larger.
 
 Large images are applied tile by tile (`clipstyle_opt.tiling`): memory is about
-6 bytes a pixel for the input and output images plus about 0.6 GB for one tile.
+6 bytes a pixel for the input and output images plus about 0.9 GB for one tile
+(``tile_size`` 1024), on top of about 0.7 GB for Python and torch.
 """
 from __future__ import annotations
 

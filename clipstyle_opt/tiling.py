@@ -46,9 +46,9 @@ from .unet import StyleUNet
 StatsMode = Literal["thumbnail", "exact"]
 STATS_MODES: tuple[str, ...] = ("thumbnail", "exact")
 DEFAULT_TILE_SIZE = 1024
-"""Default tile side in px, margins included (multiple of 8): about 0.6 GB of working memory per tile."""
-TILE_BYTES_PER_PIXEL = 600
-"""Peak working memory of the width-16 U-Net per pixel of a tile under inference with frozen norms (measured ~560)."""
+"""Default tile side in px, margins included (multiple of 8): about 0.9 GB of working memory per tile."""
+TILE_BYTES_PER_PIXEL = 900
+"""Peak working memory of the width-16 U-Net per pixel of a tile (float32 activations and skips), roughly."""
 ALIGN = 8
 """Tiles start on multiples of this (the U-Net's total stride)."""
 

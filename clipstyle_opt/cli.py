@@ -280,7 +280,7 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
     quits at once. A NaN loss stops the run and keeps the last good output.
     """
     from .devices import resolve_device, resolve_precision
-    from .engine import Stylizer, training_hw
+    from .engine import Stylizer, output_hw, training_hw
     from .imageio import read_image, save_image
     from .interrupts import GracefulStop
     from .prompts import check_text
@@ -305,6 +305,7 @@ def stylize_command(content: str, prompt: str, output: str, style_image: str | N
         raise ClipstyleError(f"{steps_dir} exists; pass --overwrite to replace its files")
     photo = read_image(content, "photo")
     training_hw(photo.height, photo.width, config, "photo")
+    output_hw(photo.height, photo.width, config)  # over CLIPSTYLE_MAX_PIXELS: refused now, not after training
     if style_image:
         style = read_image(style_image, "style image")
         training_hw(style.height, style.width, config, "style image")

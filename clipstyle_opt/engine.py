@@ -24,8 +24,8 @@ from .encoders.base import ImageTextEncoder
 from .encoders.registry import encoder_list, ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
-from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file, fit_size, load_image,
-                      resize, save_image, to_pil)
+from .imageio import (MAX_PIXELS_ENV, MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file,
+                      fit_size, load_image, max_pixels, resize, save_image, to_pil)
 from .objective import TERM_NAMES, StyleObjective
 from .prompts import check_text
 from .stopping import EarlyStop
@@ -177,7 +177,11 @@ def output_hw(height: int, width: int, config: StyleConfig) -> tuple[int, int]:
     if long_side == max(height, width):
         return height, width
     scale = long_side / max(height, width)
-    return max(8, round(height * scale)), max(8, round(width * scale))
+    out = max(8, round(height * scale)), max(8, round(width * scale))
+    if out[0] * out[1] > max_pixels():
+        raise ConfigError(f"the output would be {out[1]}x{out[0]} = {out[0] * out[1]:,} px, over the limit of "
+                          f"{max_pixels():,} px; lower --output-size, or set {MAX_PIXELS_ENV}", "output_size")
+    return out
 
 
 class Stylizer:
@@ -268,6 +272,7 @@ class Stylizer:
         content_full = load_image(content, "photo")
         height, width = content_full.shape[-2:]
         train_hw = training_hw(height, width, config)
+        output_hw(height, width, config)  # an output over the pixel limit is refused before training
         content_train = resize(content_full, train_hw).to(device)
         style_tensor = None
         if style_image is not None:

@@ -22,9 +22,10 @@ import click
 
 from .config import DEVICES, PRECISIONS, PRESETS, VGG_ARCHS, StyleConfig, preset_summary, read_config_file
 from .devices import is_out_of_memory
+from .errors import ClipstyleError, ClipstyleWarning, ConfigError, NonFiniteLossError
 from .guidance import FUSIONS
-from .errors import ClipstyleError, ClipstyleWarning, ConfigError, NonFiniteLossError, OutOfMemoryError
 from .imageio import check_output_file, check_writable
+from .tiling import DEFAULT_TILE_SIZE, STATS_MODES
 from .interrupts import exit_code
 
 # One line of help per StyleConfig field; the default shown is the reference default.
@@ -42,12 +43,16 @@ FIELD_HELP: dict[str, str] = {
     "style_layers": "Comma-separated VGG layers of the Gram style loss (with --style-image).",
     "size": "Training long side in px (aspect kept, sides rounded to multiples of 8).",
     "output_size": "Long side of the final image in px.",
-    "max_output_size": "Cap on the final long side when --output-size is not given (px).",
+    "max_output_size": ("Cap on the final long side when --output-size is not given (px). Outputs over "
+                        "2048x2048 px are rendered tile by tile."),
     "steps": "Optimization steps.",
     "lr": "Adam learning rate.",
     "lr_decay_every": "Multiply the learning rate by --lr-decay every this many steps.",
     "lr_decay": "Learning-rate decay factor.",
     "unet_width": "Base channel width of the U-Net.",
+    "early_stop": ("Patience in steps: stop once the smoothed patch loss has not improved by --early-stop-delta "
+                   "for this many steps (0: off)."),
+    "early_stop_delta": "Relative improvement that resets the --early-stop patience (0.01 = 1 %).",
     "lambda_dir": "Weight of the global CLIP directional loss.",
     "lambda_patch": "Weight of the patch CLIP loss.",
     "lambda_c": "Weight of the VGG content loss.",
@@ -66,6 +71,9 @@ FIELD_HELP: dict[str, str] = {
     "precision": "Autocast precision of the encoders (auto: bf16 where the hardware runs it natively).",
 }
 _CHOICES = {"vgg": VGG_ARCHS, "device": DEVICES, "precision": PRECISIONS, "fusion": FUSIONS}
+
+
+_NONE_SHOWN = {"output_size": "the photo's own size, capped at --max-output-size"}
 
 
 def _flag(name: str) -> str:
@@ -94,11 +102,11 @@ def _config_options(command: Callable) -> Callable:
             kind: Any = click.Choice(_CHOICES[item.name])
         elif isinstance(default, tuple):
             kind, default = str, ",".join(default)
-        elif item.name == "output_size":
+        elif item.name in ("output_size", "max_output_size"):
             kind = int
         else:
             kind = type(default)
-        shown: Any = True if default is not None else "the photo's own size, capped at --max-output-size"
+        shown: Any = True if default is not None else _NONE_SHOWN.get(item.name, "none")
         if default == "":  # an empty list: the help says what it means
             shown = False
         option = click.option(_flag(item.name), item.name, type=kind, default=default,
@@ -299,7 +307,7 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
     quits at once. A NaN loss stops the run and keeps the last good output.
     """
     from .devices import resolve_device, resolve_precision
-    from .engine import Stylizer, focus_map_path, training_hw
+    from .engine import Stylizer, focus_map_path, output_hw, training_hw
     from .guidance import make_guidance
     from .imageio import read_image, save_image
     from .interrupts import GracefulStop
@@ -340,6 +348,7 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
         raise ClipstyleError(f"{steps_dir} exists; pass --overwrite to replace its files")
     photo = read_image(content, "photo")
     training_hw(photo.height, photo.width, config, "photo")
+    output_hw(photo.height, photo.width, config)  # over CLIPSTYLE_MAX_PIXELS: refused now, not after training
     for index, style_file in enumerate(style_image):
         what = "style image" if len(style_image) == 1 else f"style image {index + 1}"
         style = read_image(style_file, what)
@@ -393,47 +402,49 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
         sys.exit(exit_code(stop.signum))
     if not quiet:
         height, width = result.tensor.shape[-2:]
+        early = (f"; stopped early after step {result.extra['steps_done']} of {config.steps} (--early-stop)"
+                 if result.extra.get("early_stopped") else "")
         click.echo(f"wrote {written} ({width}x{height} px, {result.precision} on {result.device}) "
                    f"in {time.perf_counter() - started:.1f} s; median {result.timings['step_median_s']:.2f} s/step"
-                   + (f"; U-Net {unet_path}" if save_unet else "")
+                   + early + (f"; U-Net {unet_path}" if save_unet else "")
                    + (f"; focus map {focus_map_path(written)}" if result.focus_map is not None else ""), err=True)
 
 
 @cli.command("apply")
 @click.argument("unet", type=click.Path(dir_okay=False))
-@click.argument("content", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, help="Output image file (.png, .jpg, .webp).")
-@click.option("--output-size", type=int, default=None, help="Long side in px [default: the photo's own size, capped].")
-@click.option("--max-output-size", type=int, default=2048, show_default=True, help="Cap on the long side (px).")
+@click.argument("content", type=click.Path())
+@click.option("-o", "--output", required=True,
+              help="Output image (.png, .jpg, .webp) or video (.mp4, .mov, .mkv, .webm); for a folder CONTENT, a "
+                   "folder (made if missing) that gets <name>.png per photo.")
+@click.option("--output-size", type=int, default=None,
+              help="Long side of the output in px [default: the input's own size].")
+@click.option("--output-scale", type=float, default=None,
+              help="Output size as a multiple of the input's (0.5: half the width and height). Patterns keep "
+                   "their size in pixels, so a smaller scale makes them larger relative to the picture.")
+@click.option("--max-output-size", type=int, default=None, help="Cap on the output's long side in px [default: none].")
+@click.option("--tile-size", type=int, default=DEFAULT_TILE_SIZE, show_default=True,
+              help="Images larger than this (px a side) are applied tile by tile; ~0.9 KB of memory per tile pixel.")
+@click.option("--norm-stats", type=click.Choice(STATS_MODES), default="thumbnail", show_default=True,
+              help="Tiled images: InstanceNorm statistics from a thumbnail (one small pass) or exact (as untiled; "
+                   "about 8 passes' compute).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @_handle_errors
-def apply_command(unet: str, content: str, output: str, output_size: int | None, max_output_size: int,
-                  device: str, overwrite: bool) -> None:
-    """Restyle CONTENT with a U-Net saved by `stylize --save-unet` (no training)."""
-    from .devices import resolve_device
-    from .engine import apply_unet_file, load_unet
-    from .imageio import check_min_size, read_image, save_image
+def apply_command(unet: str, content: str, output: str, output_size: int | None, output_scale: float | None,
+                  max_output_size: int | None, tile_size: int, norm_stats: str, device: str, overwrite: bool,
+                  quiet: bool) -> None:
+    """Restyle CONTENT with a U-Net saved by `stylize --save-unet` (no training).
 
-    if output_size is not None and not 8 <= output_size <= 16384:
-        raise ConfigError(f"--output-size must be in 8..16384 px, got {output_size}")
-    if not 8 <= max_output_size <= 16384:
-        raise ConfigError(f"--max-output-size must be in 8..16384 px, got {max_output_size}")
-    resolve_device(device)
-    out_path = check_writable(output, overwrite, inputs=[unet, content], create_dirs=False)
-    _, metadata = load_unet(unet)
-    photo = read_image(content, "photo")
-    check_min_size(photo.height, photo.width, "photo")
-    try:
-        image = apply_unet_file(unet, content, output_size=output_size, max_output_size=max_output_size,
-                                device=device)
-    except (RuntimeError, MemoryError) as exc:
-        if not is_out_of_memory(exc):
-            raise
-        raise OutOfMemoryError(f"out of memory applying the U-Net to {photo.width}x{photo.height} px: lower "
-                               f"--output-size or --max-output-size (now {output_size or max_output_size})") from None
-    save_image(image, out_path, {**metadata, "content": content, "applied_from": unet}, overwrite=overwrite)
-    click.echo(f"wrote {out_path}", err=True)
+    CONTENT is a photo, a folder of photos (the U-Net is loaded once), or a
+    video (.mp4, .mov, .mkv, .webm, .avi: every frame, same frame rate, audio
+    kept; needs the `video` extra). Outputs are written atomically.
+    """
+    from .cli_apply import run_apply
+
+    run_apply(unet, content, output, output_size=output_size, output_scale=output_scale,
+              max_output_size=max_output_size, tile_size=tile_size, norm_stats=norm_stats, device=device,
+              overwrite=overwrite, quiet=quiet)
 
 
 @cli.command("models")

@@ -69,9 +69,11 @@ class StyleConfig:
     size: int = 512
     """Training long side in px (64..4096); both sides are rounded to multiples of 8."""
     output_size: int | None = None
-    """Long side of the final image in px; None = the content's own size, capped at max_output_size."""
-    max_output_size: int = 2048
-    """Cap on the final long side when output_size is None (px)."""
+    """Long side of the final image in px; None = the content's own size (capped at max_output_size if set).
+    Outputs larger than 2048 x 2048 px are rendered tile by tile (`clipstyle_opt.tiling`)."""
+    max_output_size: int | None = None
+    """Cap on the final long side when output_size is None (px); None = no cap. The number of output pixels
+    is limited only by $CLIPSTYLE_MAX_PIXELS (the reading limit, 200 M by default)."""
 
     # --- optimization -----------------------------------------------------
     steps: int = 200
@@ -81,6 +83,12 @@ class StyleConfig:
     lr_decay: float = 0.5
     unet_width: int = 16
     """Base channel width of the U-Net (reference 16)."""
+    # deviation: the reference always runs every step.
+    early_stop: int = 0
+    """Patience in steps: stop once the smoothed patch loss (the total loss when lambda_patch is 0) has not
+    improved by early_stop_delta for this many steps in a row; 0 = off. The rule: `clipstyle_opt.stopping`."""
+    early_stop_delta: float = 0.01
+    """Relative improvement of the smoothed loss that resets the patience (0.01 = 1 %), in [0, 1)."""
 
     # --- loss weights -----------------------------------------------------
     lambda_dir: float = 500.0
@@ -150,14 +158,15 @@ class StyleConfig:
                 raise ConfigError(msg, msg.split(" ", 1)[0].rstrip(":"))
 
         for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
-                     "max_output_size", "seed", "clip_batch"):
+                     "seed", "clip_batch", "early_stop"):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool),
                   f"{name} must be an integer, got {value!r}")
         check(64 <= self.size <= 4096, f"size must be in 64..4096 px, got {self.size}")
-        check(self.output_size is None or (isinstance(self.output_size, int) and 8 <= self.output_size <= 16384),
-              f"output_size must be None or an integer in 8..16384 px, got {self.output_size!r}")
-        check(8 <= self.max_output_size <= 16384, f"max_output_size must be in 8..16384 px, got {self.max_output_size}")
+        for name in ("output_size", "max_output_size"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 8),
+                  f"{name} must be None or an integer >= 8 px, got {value!r}")
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         check(self.lr_decay_every >= 1, f"lr_decay_every must be >= 1, got {self.lr_decay_every}")
         check(self.unet_width >= 1, f"unet_width must be >= 1, got {self.unet_width}")
@@ -166,8 +175,9 @@ class StyleConfig:
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.clip_batch >= 0, f"clip_batch must be >= 0 (0: all at once), got {self.clip_batch}")
         check(self.fusion in FUSIONS, f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        check(self.early_stop >= 0, f"early_stop must be >= 0 steps (0: off), got {self.early_stop}")
         for name in ("lr", "lr_decay", "style_image_clip", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
-                     "lambda_style", "distortion", "threshold"):
+                     "lambda_style", "distortion", "threshold", "early_stop_delta"):
             value = getattr(self, name)
             check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                   f"{name} must be a finite number, got {value!r}")
@@ -175,6 +185,7 @@ class StyleConfig:
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(self.style_image_clip <= 1, f"style_image_clip must be in [0, 1], got {self.style_image_clip}")
         check(0 <= self.distortion <= 1, f"distortion must be in [0, 1], got {self.distortion}")
+        check(self.early_stop_delta < 1, f"early_stop_delta must be in [0, 1), got {self.early_stop_delta}")
         check(self.threshold <= 2, f"threshold must be in [0, 2] (1 - cos ranges over [0, 2]), got {self.threshold}")
         check(self.vgg in VGG_ARCHS, f"vgg must be one of {', '.join(VGG_ARCHS)}, got {self.vgg!r}")
         check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")

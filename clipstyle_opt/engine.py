@@ -24,12 +24,14 @@ from .encoders.base import ImageTextEncoder
 from .encoders.registry import encoder_list, ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
-from .imageio import (MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file, fit_size, load_image,
-                      resize, save_image, to_pil)
 from .guidance import Guidance, PromptSpec, make_guidance
+from .imageio import (MAX_PIXELS_ENV, MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file,
+                      fit_size, load_image, max_pixels, resize, save_image, to_pil)
 from .masks import composite, load_mask, resize_mask, union
 from .objective import TERM_NAMES, StyleObjective
 from .prompts import check_text
+from .stopping import EarlyStop
+from .tiling import DEFAULT_TILE_SIZE, StatsMode, apply_tiled
 from .unet import StyleUNet
 
 # Changing these needs other encoders, so they are fixed per Stylizer.
@@ -189,13 +191,23 @@ def training_hw(height: int, width: int, config: StyleConfig, what: str = "photo
     return train
 
 
+UNTILED_PIXELS = 2048 * 2048
+"""`Stylizer` applies its U-Net to outputs up to this many pixels in one piece (as before outputs had no
+tiling); larger ones tile by tile (`clipstyle_opt.tiling`)."""
+
+
 def output_hw(height: int, width: int, config: StyleConfig) -> tuple[int, int]:
-    """Final image size: ``output_size`` as long side, else the content's own size capped at ``max_output_size``."""
-    long_side = config.output_size or min(max(height, width), config.max_output_size)
+    """Final image size: ``output_size`` as long side, else the content's own size, capped at ``max_output_size``
+    when that is set."""
+    long_side = config.output_size or min(max(height, width), config.max_output_size or max(height, width))
     if long_side == max(height, width):
         return height, width
     scale = long_side / max(height, width)
-    return max(8, round(height * scale)), max(8, round(width * scale))
+    out = max(8, round(height * scale)), max(8, round(width * scale))
+    if out[0] * out[1] > max_pixels():
+        raise ConfigError(f"the output would be {out[1]}x{out[0]} = {out[0] * out[1]:,} px, over the limit of "
+                          f"{max_pixels():,} px; lower --output-size, or set {MAX_PIXELS_ENV}", "output_size")
+    return out
 
 
 class Stylizer:
@@ -268,6 +280,9 @@ class Stylizer:
             result so far is returned, with ``extra["status"] == "interrupted"`` and
             ``extra["steps_done"]``.
 
+        With ``early_stop`` set, a run whose smoothed patch loss stopped improving ends
+        early (`clipstyle_opt.stopping`), with ``extra["early_stopped"]`` and ``extra["steps_done"]``.
+
         Raises `ConfigError` for an empty prompt or one too long for CLIP (`clipstyle_opt.prompts`),
         `ImageReadError` for an unreadable or too small image, `OutOfMemoryError` naming the
         settings to lower, and `NonFiniteLossError` (carrying the last good `Result`) when a
@@ -319,6 +334,7 @@ class Stylizer:
         content_full = load_image(content, "photo")
         height, width = content_full.shape[-2:]
         train_hw = training_hw(height, width, config)
+        output_hw(height, width, config)  # an output over the pixel limit is refused before training
         content_train = resize(content_full, train_hw).to(device)
         styles: list[tuple[torch.Tensor, float]] = []
         for index, item in enumerate(guidance.images):
@@ -353,6 +369,8 @@ class Stylizer:
         extra: dict[str, Any] = {}
         # The weights whose output last had finite losses and gradients: what a NaN falls back to.
         good_state: dict[str, torch.Tensor] | None = None
+        stopper = EarlyStop(config.early_stop, config.early_stop_delta) if config.early_stop else None
+        watched = "patch" if config.lambda_patch > 0 else "total"
         unet.train()
         for step in range(1, config.steps + 1):
             step_started = time.perf_counter()
@@ -382,6 +400,9 @@ class Stylizer:
             if should_stop is not None and step < config.steps and should_stop():
                 extra = {"status": "interrupted", "steps_done": step}
                 break
+            if stopper is not None and step < config.steps and stopper.update(values[watched]):
+                extra = {"early_stopped": True, "steps_done": step}
+                break
         timings["train_s"] = round(time.perf_counter() - loop_started, 3)
         timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0
 
@@ -395,7 +416,10 @@ class Stylizer:
         with torch.no_grad():
             out_hw = output_hw(*run.content_full.shape[-2:], run.config)
             final_input = resize(run.content_full, out_hw)
-            final = apply_unet(unet, final_input.to(self.device)).float().cpu()
+            if final_input.shape[-2] * final_input.shape[-1] <= UNTILED_PIXELS:
+                final = apply_unet(unet, final_input.to(self.device)).float().cpu()
+            else:  # bounded memory for outputs larger than the old 2048 px cap allowed
+                final = apply_tiled(unet, final_input, device=self.device)
             if run.mask is not None:
                 out_mask = resize_mask(run.mask.float().cpu(), out_hw)
                 final = composite(final, final_input, out_mask)
@@ -543,16 +567,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size: int | None = None,
-                    max_output_size: int = 2048, device: str = "auto") -> torch.Tensor:
-    """Restyle ``content`` with a saved U-Net; returns (1, 3, H, W) in [0, 1] on the CPU."""
+                    max_output_size: int | None = None, output_scale: float | None = None, device: str = "auto",
+                    tile_size: int = DEFAULT_TILE_SIZE, stats: StatsMode = "thumbnail") -> torch.Tensor:
+    """Restyle ``content`` with a saved U-Net; returns (1, 3, H, W) in [0, 1] on the CPU.
+
+    Output size: the content's own by default (no cap), else ``output_size`` (long side, px)
+    or ``output_scale`` (times each side), at most ``max_output_size`` on the long side
+    (`clipstyle_opt.restyle.target_hw`). Images larger than ``tile_size`` are applied tile by
+    tile (`clipstyle_opt.tiling`); for bounded memory on files use `clipstyle_opt.restyle.Restyler`.
+    """
+    from .restyle import OutputSize, target_hw
+
     unet, _ = load_unet(unet_path)
     torch_device = resolve_device(device)
     image = load_image(content, "photo")
     check_min_size(*image.shape[-2:], "photo")
-    config = StyleConfig(output_size=output_size, max_output_size=max_output_size)
-    hw = output_hw(*image.shape[-2:], config)
-    with torch.no_grad():
-        return apply_unet(unet.to(torch_device), resize(image, hw).to(torch_device)).cpu()
+    hw = target_hw(*image.shape[-2:], OutputSize(output_size, output_scale, max_output_size))
+    return apply_tiled(unet, resize(image, hw), tile_size=tile_size, stats=stats, device=torch_device)
 
 
 def stylize(content: ImageSource, prompt: PromptSpec | Guidance, *, config: StyleConfig | None = None,

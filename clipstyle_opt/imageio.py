@@ -117,6 +117,21 @@ def _to_srgb(image: Image.Image) -> Image.Image:
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     """Any PIL mode -> HxWx3 float32 in [0, 1]: ICC profile converted to sRGB, alpha composited onto white."""
+    array = _pil_to_rgb(image)
+    return array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array
+
+
+def pil_to_rgb8(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> HxWx3 uint8 RGB, converted as `load_image` converts (3 bytes a pixel, never floats
+    for 8-bit images). 16-bit and float images are rounded to 8 bits."""
+    array = _pil_to_rgb(image)
+    if array.dtype == np.uint8:
+        return array
+    return np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """HxWx3 uint8 for 8-bit data, float32 in [0, 1] for 16-bit and float data (see `_pil_to_array`)."""
     image = _to_srgb(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(image, dtype=np.float32)
@@ -130,7 +145,7 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("LA").convert("RGBA") if image.mode == "La" else image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
 def _reason(exc: BaseException) -> str:

@@ -196,8 +196,8 @@ def test_out_of_memory_in_apply_names_the_output_size(folder, monkeypatch, tmp_p
     before = listing(folder)
     result = run("apply", unet, folder / "photo.png", "-o", folder / "out.png")
     assert result.exit_code == 1
-    assert error_line(result.output) == ("error: out of memory applying the U-Net to 451x300 px: lower --output-size "
-                                         "or --max-output-size (now 2048)")
+    assert error_line(result.output) == ("error: out of memory applying the U-Net to 451x300 px: lower --tile-size "
+                                         "(now 1024), or --output-size / --output-scale")
     assert listing(folder) == before
 
 

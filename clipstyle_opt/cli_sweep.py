@@ -195,8 +195,10 @@ def sweep_command(inputs: tuple[str, ...], prompts: tuple[str, ...], style_image
                    "same command to resume", err=True)
         sys.exit(exit_code(stop.signum or signal.SIGINT))
     if not quiet:
+        # Name only what exists: no plots without a numeric axis, no sheet when nothing finished.
+        written = [name for name in ("results.csv", "contact_sheet.png", "plots/") if (Path(out) / name).exists()]
         click.echo(f"{len(spec.runs)} runs in {out} ({frame.attrs['ran']} run now) in "
-                   f"{_duration(time.perf_counter() - started)}: results.csv, contact_sheet.png, plots/", err=True)
+                   f"{_duration(time.perf_counter() - started)}: {', '.join(written)}", err=True)
     if failed:
         click.echo(f"error: {failed} of {len(spec.runs)} runs failed (errors in {Path(out) / 'failed'}; rerun the "
                    "same command to retry them)", err=True)

@@ -1,0 +1,193 @@
+"""Quality per second: candidate training schedules against the reference schedule, in one run.
+
+For every photo x prompt, each schedule trains from the same seed with one loaded `Stylizer`, and
+its final output (at the output size, 8-bit as saved) is scored with the evaluation code: patch CLIP
+score and directional similarity (higher is better) and LPIPS-VGG to the photo (lower keeps more).
+The reference schedule is also scored at checkpoints during training (its training-size output,
+which at the reference settings is the output size), giving a quality-against-seconds curve. Prints
+a table (per schedule: mean wall time and its ratio to the reference, mean scores and their change
+against the reference) and writes a plot and the raw rows.
+
+The bar (issue 15): within 2 % of the reference's final patch CLIP score and LPIPS, in at most a
+quarter of its wall time. The CLIP used for training and for the patch score is the same model
+(the micro CLIP offline), so a schedule is judged by the encoder it optimizes; say so with figures.
+
+    python benchmarks/bench_quality.py                                 # 512 px, micro CLIP, 3 photos x 2 prompts
+    python benchmarks/bench_quality.py --photos chelsea --prompts "blue stripes" --size 128 --steps 20  # smoke
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clipstyle_opt import StyleConfig, Stylizer  # noqa: E402
+from clipstyle_opt.evaluate import Evaluator  # noqa: E402
+from clipstyle_opt.imageio import load_image, to_pil  # noqa: E402
+
+METRICS = ("patch_clip_score", "clip_direction", "lpips_vgg")
+
+
+def schedules(size: int, steps: int) -> dict[str, dict[str, Any]]:
+    """Candidate schedules as overrides of the reference settings at ``size`` px and ``steps`` steps.
+
+    The reference decays the learning rate at half the steps; candidates that cut steps move it to
+    match. ``half-size`` trains at half the size (the ``preview`` preset's idea) and renders at full size.
+    """
+    half = max(steps // 2, 1)
+    quarter = max(steps // 4, 1)
+    crop = max(8, round(128 * size / 512))  # the reference's crop-to-photo ratio (128 of 512 px)
+    return {
+        "reference": {},
+        "early-stop-30": {"early_stop": 30},
+        "half-steps": {"steps": half, "lr_decay_every": max(half // 2, 1)},
+        "quarter-steps": {"steps": quarter, "lr_decay_every": max(quarter // 2, 1)},
+        "16-crops": {"n_crops": 16},
+        "16-crops-half-steps": {"n_crops": 16, "steps": half, "lr_decay_every": max(half // 2, 1)},
+        "half-size": {"size": size // 2, "crop_size": max(8, crop // 2), "output_size": size},
+    }
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", default="chelsea,astronaut,coffee", help="Names in examples/ (no .png).")
+    parser.add_argument("--prompts", default="blue stripes,red dots", help="Comma-separated prompts.")
+    parser.add_argument("--clip-model", default=str(ROOT / "tests" / "data" / "micro_clip.pt"))
+    parser.add_argument("--size", type=int, default=512, help="Training and output size of the reference.")
+    parser.add_argument("--steps", type=int, default=200, help="Steps of the reference schedule.")
+    parser.add_argument("--schedules", default=None, help="Comma-separated subset (default: all).")
+    parser.add_argument("--checkpoints", type=int, default=8, help="Reference checkpoints scored along the way.")
+    parser.add_argument("--threshold", type=float, default=None, help="Override the patch threshold (all runs).")
+    parser.add_argument("--lambda-c", type=float, default=None, help="Override the content weight (all runs).")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench_quality")
+    args = parser.parse_args()
+
+    base: dict[str, Any] = {"clip_model": args.clip_model, "size": args.size, "steps": args.steps,
+                            "lr_decay_every": max(args.steps // 2, 1), "output_size": args.size, "device": args.device}
+    if args.threshold is not None:
+        base["threshold"] = args.threshold
+    if args.lambda_c is not None:
+        base["lambda_c"] = args.lambda_c
+    candidates = schedules(args.size, args.steps)
+    if args.schedules:
+        wanted = ["reference", *[s for s in args.schedules.split(",") if s != "reference"]]
+        unknown = [s for s in wanted if s not in candidates]
+        if unknown:
+            sys.exit(f"error: unknown schedule(s) {', '.join(unknown)}; choose from {', '.join(candidates)}")
+        candidates = {name: candidates[name] for name in wanted}
+    stylizer = Stylizer(StyleConfig(**base))
+    evaluator = Evaluator(clip_model=args.clip_model, device=str(stylizer.device), metrics=METRICS, size=None,
+                          clip=[encoder for encoder, _ in stylizer.encoders], vgg=None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    photos = [p.strip() for p in args.photos.split(",") if p.strip()]
+    prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
+    every = max(args.steps // max(args.checkpoints, 1), 1)
+    print(f"{cpu_name()}; {len(photos)} photo(s) x {len(prompts)} prompt(s) x {len(candidates)} schedule(s) "
+          f"at {args.size} px, reference {args.steps} steps", flush=True)
+    for photo_name in photos:
+        photo_path = ROOT / "examples" / f"{photo_name}.png"
+        photo = load_image(photo_path, "photo")
+        for prompt in prompts:
+            for name, overrides in candidates.items():
+                snapshots: list[tuple[int, float, Any]] = []
+                started = time.perf_counter()
+
+                def keep(info: Any, _name: str = name, _started: float = started) -> None:
+                    if _name == "reference" and (info.step % every == 0 or info.step == info.steps):
+                        snapshots.append((info.step, time.perf_counter() - _started, info.output.clone()))
+
+                result = stylizer.stylize(photo_path, prompt, callback=keep, **{**base, **overrides})
+                wall = time.perf_counter() - started
+                scores = evaluator.score(load_image(to_pil(result.tensor)), photo, prompt, content_key=photo_name)
+                steps_done = int(result.extra.get("steps_done", len(result.history)))
+                rows.append({"photo": photo_name, "prompt": prompt, "schedule": name, "steps": steps_done,
+                             "wall_s": round(wall, 2), "train_s": result.timings["train_s"], **scores})
+                to_pil(result.tensor).save(args.out / f"{photo_name}_{prompt.replace(' ', '_')}_{name}.png")
+                print(f"{photo_name:10s} {prompt:14s} {name:20s} {steps_done:4d} steps {wall:7.1f} s  "
+                      + "  ".join(f"{m} {scores[m]:.4f}" for m in METRICS), flush=True)
+                for step, seconds, output in snapshots:
+                    point = evaluator.score(load_image(to_pil(output)), photo, prompt, content_key=photo_name)
+                    curve.append({"photo": photo_name, "prompt": prompt, "step": step, "seconds": round(seconds, 2),
+                                  **point})
+
+    summary = summarize(rows)
+    print_table(summary)
+    (args.out / "rows.json").write_text(json.dumps({"cpu": cpu_name(), "args": vars(args) | {"out": str(args.out)},
+                                                    "rows": rows, "curve": curve, "summary": summary}, indent=1))
+    plot(summary, curve, args.out / "quality_vs_seconds.png")
+    print(f"wrote {args.out / 'rows.json'} and {args.out / 'quality_vs_seconds.png'}")
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per schedule: means over photo x prompt, and each mean's change against the reference's (in %)."""
+    names = list(dict.fromkeys(row["schedule"] for row in rows))
+    means = {name: {key: statistics.fmean(r[key] for r in rows if r["schedule"] == name)
+                    for key in ("wall_s", "steps", *METRICS)} for name in names}
+    reference = means["reference"]
+    out = []
+    for name in names:
+        item = {"schedule": name, **{k: round(v, 4) for k, v in means[name].items()},
+                "time_ratio": round(means[name]["wall_s"] / reference["wall_s"], 3)}
+        for metric in METRICS:
+            item[f"{metric}_change_pct"] = round(100 * (means[name][metric] / reference[metric] - 1), 2)
+        # The bar: patch CLIP not more than 2 % lower, LPIPS not more than 2 % higher, at most 1/4 of the time.
+        item["meets_bar"] = bool(item["patch_clip_score_change_pct"] >= -2 and item["lpips_vgg_change_pct"] <= 2
+                                 and item["time_ratio"] <= 0.25)
+        out.append(item)
+    return out
+
+
+def print_table(summary: list[dict[str, Any]]) -> None:
+    print(f"\n{'schedule':20s} {'steps':>6s} {'wall s':>8s} {'x ref':>6s} {'patch CLIP':>11s} {'chg %':>7s} "
+          f"{'direction':>10s} {'chg %':>7s} {'LPIPS':>7s} {'chg %':>7s}  bar")
+    for item in summary:
+        print(f"{item['schedule']:20s} {item['steps']:6.0f} {item['wall_s']:8.1f} {item['time_ratio']:6.2f} "
+              f"{item['patch_clip_score']:11.4f} {item['patch_clip_score_change_pct']:+7.1f} "
+              f"{item['clip_direction']:10.4f} {item['clip_direction_change_pct']:+7.1f} "
+              f"{item['lpips_vgg']:7.4f} {item['lpips_vgg_change_pct']:+7.1f}  {'met' if item['meets_bar'] else '-'}")
+
+
+def plot(summary: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path) -> None:
+    """Patch CLIP score and LPIPS against seconds: the reference's mean curve and each schedule's point."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    for index, metric in enumerate(("patch_clip_score", "lpips_vgg")):
+        ax = figure.add_subplot(1, 2, index + 1)
+        steps = sorted({c["step"] for c in curve})
+        if steps:
+            xs = [statistics.fmean(c["seconds"] for c in curve if c["step"] == s) for s in steps]
+            ys = [statistics.fmean(c[metric] for c in curve if c["step"] == s) for s in steps]
+            ax.plot(xs, ys, "-", color="grey", label="reference, during training")
+        for item in summary:
+            ax.plot(item["wall_s"], item[metric], "o", label=item["schedule"])
+        ax.set_xlabel("wall time (s, mean over photo x prompt)")
+        ax.set_title(metric + (" (higher is better)" if metric == "patch_clip_score" else " (lower keeps more)"))
+        ax.grid(alpha=0.3)
+        if index == 0:
+            ax.legend(fontsize=7)
+    figure.savefig(path, dpi=90)
+
+
+if __name__ == "__main__":
+    main()

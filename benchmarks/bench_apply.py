@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -23,15 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from clipstyle_opt.devices import cpu_model  # noqa: E402
 
 
 def make_photo(path: Path, width: int, height: int) -> None:
@@ -86,7 +77,7 @@ def main() -> None:
             size = written.size
     figures = {"photo": f"{args.width}x{args.height}", "output": f"{size[0]}x{size[1]}", "tile_size": args.tile_size,
                "norm_stats": args.norm_stats, "device": args.device, "peak_rss_mb": round(peak_mb),
-               "wall_s": round(seconds, 1), "cpu": cpu_name(), "cores": _cores()}
+               "wall_s": round(seconds, 1), "cpu": cpu_model(), "cores": _cores()}
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig, Stylizer  # noqa: E402
+from clipstyle_opt.devices import cpu_model  # noqa: E402
 from clipstyle_opt.evaluate import Evaluator  # noqa: E402
 from clipstyle_opt.imageio import load_image, to_pil  # noqa: E402
 
@@ -54,13 +54,6 @@ def schedules(size: int, steps: int) -> dict[str, dict[str, Any]]:
         "16-crops-half-steps": {"n_crops": 16, "steps": half, "lr_decay_every": max(half // 2, 1)},
         "half-size": {"size": size // 2, "crop_size": max(8, crop // 2), "output_size": size},
     }
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -100,7 +93,7 @@ def main() -> None:
     photos = [p.strip() for p in args.photos.split(",") if p.strip()]
     prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
     every = max(args.steps // max(args.checkpoints, 1), 1)
-    print(f"{cpu_name()}; {len(photos)} photo(s) x {len(prompts)} prompt(s) x {len(candidates)} schedule(s) "
+    print(f"{cpu_model()}; {len(photos)} photo(s) x {len(prompts)} prompt(s) x {len(candidates)} schedule(s) "
           f"at {args.size} px, reference {args.steps} steps", flush=True)
     for photo_name in photos:
         photo_path = ROOT / "examples" / f"{photo_name}.png"
@@ -130,7 +123,7 @@ def main() -> None:
 
     summary = summarize(rows)
     print_table(summary)
-    (args.out / "rows.json").write_text(json.dumps({"cpu": cpu_name(), "args": vars(args) | {"out": str(args.out)},
+    (args.out / "rows.json").write_text(json.dumps({"cpu": cpu_model(), "args": vars(args) | {"out": str(args.out)},
                                                     "rows": rows, "curve": curve, "summary": summary}, indent=1))
     plot(summary, curve, args.out / "quality_vs_seconds.png")
     print(f"wrote {args.out / 'rows.json'} and {args.out / 'quality_vs_seconds.png'}")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig  # noqa: E402
 from clipstyle_opt.augment import sample_crop_params  # noqa: E402
-from clipstyle_opt.devices import (precision_name, resolve_device, resolve_precision,  # noqa: E402
+from clipstyle_opt.devices import (cpu_model, precision_name, resolve_device, resolve_precision,  # noqa: E402
                                    reuse_freed_cpu_memory)
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
@@ -273,11 +273,7 @@ def spawn(mode: str, args) -> dict:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name()
-    try:
-        model = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
-        return f"{model.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
-    except (OSError, StopIteration):
-        return "cpu"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:

@@ -22,12 +22,13 @@ import numpy as np
 
 from ..errors import ClipstyleError, ConfigError, ImageReadError
 from ..imageio import atomic_write, check_output_file, read_user_text
+from .columns import TIMINGS
 
 RATING_COLUMNS = ("rater", "output", "style_rating", "content_rating")
 TARGETS = ("style", "content")
+# "seconds": the scoring time column of `clipstyle eval --csv` tables.
 _BOOKKEEPING = {"run_id", "status", "image", "content", "content_path", "style_image", "style_image_path", "prompt",
-                "source_text", "error", "width", "height", "seed", "variant", "load_s", "prepare_s", "train_s",
-                "apply_s", "total_s", "step_median_s", "run_s", "eval_s", "seconds"}
+                "source_text", "error", "width", "height", "seed", "variant", "seconds", *TIMINGS}
 
 
 def _stats() -> Any:

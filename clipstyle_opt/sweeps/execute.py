@@ -18,9 +18,8 @@ from ..engine import ENCODER_KEYS, Stylizer
 from ..errors import ClipstyleError, NonFiniteLossError
 from ..imageio import ImageSource, load_image, to_pil
 from ..objective import TERM_NAMES
+from .columns import RUN_TIMINGS
 from .spec import Run
-
-TIMING_KEYS = ("load_s", "prepare_s", "train_s", "apply_s", "total_s", "step_median_s")
 
 
 @dataclass
@@ -111,7 +110,7 @@ def execute_run(stylizer: Stylizer, run: Run, *, evaluator: Any = None, content:
                 values[f"loss_{term}"] = float(last[term])
         if "patch_kept" in last:
             values["patch_kept"] = float(last["patch_kept"])
-        values.update({k: result.timings[k] for k in TIMING_KEYS if k in result.timings})
+        values.update({k: result.timings[k] for k in RUN_TIMINGS if k in result.timings})
         if evaluator is not None:
             eval_started = time.perf_counter()
             output = load_image(to_pil(result.tensor))  # scored as saved (8-bit), as `clipstyle eval` reads it
@@ -135,4 +134,4 @@ def as_tensor(image: ImageSource) -> torch.Tensor:
     return load_image(image)
 
 
-__all__ = ["Outcome", "EvalSettings", "execute_run", "encoder_key", "make_stylizer", "make_evaluator", "TIMING_KEYS"]
+__all__ = ["Outcome", "EvalSettings", "execute_run", "encoder_key", "make_stylizer", "make_evaluator"]

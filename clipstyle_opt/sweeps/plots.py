@@ -10,12 +10,13 @@ from typing import Any, Sequence
 
 from ..errors import ClipstyleError
 from ..imageio import atomic_write
+from .columns import TIMINGS
 
 PLOTS_DIR = "plots"
 _NOT_METRICS = {"run_id", "status", "image", "content_path", "style_image_path", "error", "seed"}
 # Bookkeeping times stay in results.csv but not in the plots: of the timings only train_s (the
 # optimization, what a setting costs) is worth a panel beside the metrics.
-_NOT_PLOTTED_TIMES = {"load_s", "prepare_s", "apply_s", "total_s", "step_median_s", "run_s", "eval_s"}
+_NOT_PLOTTED_TIMES = TIMINGS - {"train_s"}
 
 
 def _number(value: Any) -> bool:

@@ -40,12 +40,13 @@ def schedules(size: int, steps: int) -> dict[str, dict[str, Any]]:
     """Candidate schedules as overrides of the reference settings at ``size`` px and ``steps`` steps.
 
     The reference decays the learning rate at half the steps; candidates that cut steps move it to
-    match. ``half-size`` trains at half the size (the ``preview`` preset's idea) and renders at full size.
+    match. ``half-size`` trains at half the size (the ``preview`` preset's idea) and renders at full size;
+    it is left out when half the size is under 64 px.
     """
     half = max(steps // 2, 1)
     quarter = max(steps // 4, 1)
     crop = max(8, round(128 * size / 512))  # the reference's crop-to-photo ratio (128 of 512 px)
-    return {
+    out = {
         "reference": {},
         "early-stop-30": {"early_stop": 30},
         "half-steps": {"steps": half, "lr_decay_every": max(half // 2, 1)},
@@ -54,6 +55,9 @@ def schedules(size: int, steps: int) -> dict[str, dict[str, Any]]:
         "16-crops-half-steps": {"n_crops": 16, "steps": half, "lr_decay_every": max(half // 2, 1)},
         "half-size": {"size": size // 2, "crop_size": max(8, crop // 2), "output_size": size},
     }
+    if size // 2 < 64:  # StyleConfig's smallest training size
+        del out["half-size"]
+    return out
 
 
 def main() -> None:
@@ -86,7 +90,7 @@ def main() -> None:
         candidates = {name: candidates[name] for name in wanted}
     stylizer = Stylizer(StyleConfig(**base))
     evaluator = Evaluator(clip_model=args.clip_model, device=str(stylizer.device), metrics=METRICS, size=None,
-                          clip=[encoder for encoder, _ in stylizer.encoders], vgg=None)
+                          clip=[encoder for encoder, _ in stylizer.encoders])
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
@@ -109,11 +113,12 @@ def main() -> None:
 
                 result = stylizer.stylize(photo_path, prompt, callback=keep, **{**base, **overrides})
                 wall = time.perf_counter() - started
-                scores = evaluator.score(load_image(to_pil(result.tensor)), photo, prompt, content_key=photo_name)
+                saved = to_pil(result.tensor)  # scored as saved (8-bit), as `clipstyle eval` reads it
+                scores = evaluator.score(load_image(saved), photo, prompt, content_key=photo_name)
                 steps_done = int(result.extra.get("steps_done", len(result.history)))
                 rows.append({"photo": photo_name, "prompt": prompt, "schedule": name, "steps": steps_done,
                              "wall_s": round(wall, 2), "train_s": result.timings["train_s"], **scores})
-                to_pil(result.tensor).save(args.out / f"{photo_name}_{prompt.replace(' ', '_')}_{name}.png")
+                saved.save(args.out / f"{photo_name}_{prompt.replace(' ', '_')}_{name}.png")
                 print(f"{photo_name:10s} {prompt:14s} {name:20s} {steps_done:4d} steps {wall:7.1f} s  "
                       + "  ".join(f"{m} {scores[m]:.4f}" for m in METRICS), flush=True)
                 for step, seconds, output in snapshots:

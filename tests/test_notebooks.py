@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,18 +17,10 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-ROOT = Path(__file__).resolve().parent.parent
+from tool_modules import load_tool
 
 
-def _load_runner():
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "tools" / "run_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-runner = _load_runner()
+runner = load_tool("run_notebooks")
 NOTEBOOKS = runner.notebook_paths()
 EXPECTED = ["01_quickstart.ipynb", "02_ablation_sweep.ipynb", "03_evaluation.ipynb", "04_encoders_and_fusion.ipynb"]
 

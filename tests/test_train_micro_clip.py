@@ -8,26 +8,17 @@ the loss it attacks.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from clipstyle_opt.testing.textures import CLIP_STD, make_training_batch, preprocess_images, tokenize_trimmed
-
-TRAINER = Path(__file__).resolve().parent.parent / "tools" / "train_micro_clip.py"
+from tool_modules import load_tool
 
 
 @pytest.fixture(scope="module")
 def trainer():
-    spec = importlib.util.spec_from_file_location("train_micro_clip", TRAINER)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("train_micro_clip", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("train_micro_clip")
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +70,7 @@ def test_zero_radius_changes_nothing(trainer, setup):
 def test_sigmoid_loss_is_siglip_s_pairwise_formula():
     """-sum over pairs of log sigmoid(z (t cos + b)) / N, z = +1 for the positives: checked on a
     hand-made 2 x 3 case, where several positives in a row need no special handling."""
-    sys.path.insert(0, str(TRAINER.parent))
-    import micro_siglip
-
+    micro_siglip = load_tool("micro_siglip")
     images = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     texts = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     positives = torch.tensor([[True, False, True], [False, True, False]])

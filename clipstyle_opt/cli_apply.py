@@ -11,7 +11,7 @@ import click
 from .devices import is_out_of_memory, resolve_device
 from .errors import ClipstyleError, ConfigError, ImageReadError, OutOfMemoryError
 from .imageio import check_min_size, check_output_file, check_writable, pil_to_rgb8
-from .restyle import OutputSize, Restyler, photos_in, target_hw
+from .restyle import OutputSize, Restyler, photos_in, target_hw, training_size_of
 
 
 def _bar(quiet: bool, total: Optional[int], unit: str, desc: str) -> Any:
@@ -69,7 +69,8 @@ def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int
         for target in targets:
             check_writable(target, overwrite, inputs=[unet, *photos], create_dirs=True)
         model, metadata = load_unet(unet)
-        restyler = Restyler(model, size, tile_size, norm_stats, torch_device)  # type: ignore[arg-type]
+        restyler = Restyler(model, size, tile_size, norm_stats, torch_device,  # type: ignore[arg-type]
+                        training_size_of(metadata))
         failed = []
         bar = _bar(quiet, len(photos), "photo", "apply")
         try:
@@ -103,8 +104,9 @@ def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int
         check_output_file(target, overwrite, inputs=[unet, content])
         info = probe(source)
         hw = target_hw(info.height, info.width, size)
-        model, _ = load_unet(unet)
-        restyler = Restyler(model, size, tile_size, norm_stats, torch_device)  # type: ignore[arg-type]
+        model, metadata = load_unet(unet)
+        restyler = Restyler(model, size, tile_size, norm_stats, torch_device,  # type: ignore[arg-type]
+                        training_size_of(metadata))
         bar = _bar(quiet, info.frames or None, "frame", "apply")
         try:
             frames = _guard(lambda: stylize_video(source, target, restyler.image, hw,
@@ -128,7 +130,8 @@ def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int
     target_hw(height, width, size)
     held = [pil_to_rgb8(opened)]  # popped by the work below, so the input is freed before the output is saved
     del opened  # keep only the 8-bit array
-    restyler = Restyler(model, size, tile_size, norm_stats, torch_device)  # type: ignore[arg-type]
+    restyler = Restyler(model, size, tile_size, norm_stats, torch_device,  # type: ignore[arg-type]
+                        training_size_of(metadata))
     bar = _bar(quiet, None, "tile", "apply")
     try:
         image = _guard(lambda: restyler.image(held.pop(), _tile_progress(bar)), f"{width}x{height} px", tile_size)

@@ -30,6 +30,7 @@ from .imageio import (MAX_PIXELS_ENV, MIN_SIDE, ImageSource, atomic_write, check
 from .masks import composite, load_mask, resize_mask, union
 from .objective import TERM_NAMES, StyleObjective
 from .prompts import check_text
+from .restyle import render_hw
 from .stopping import EarlyStop
 from .tiling import DEFAULT_TILE_SIZE, StatsMode, apply_tiled
 from .unet import StyleUNet
@@ -416,10 +417,15 @@ class Stylizer:
         with torch.no_grad():
             out_hw = output_hw(*run.content_full.shape[-2:], run.config)
             final_input = resize(run.content_full, out_hw)
-            if final_input.shape[-2] * final_input.shape[-1] <= UNTILED_PIXELS:
-                final = apply_unet(unet, final_input.to(self.device)).float().cpu()
+            # deviation from applying the U-Net at the output size: an output no larger than the training
+            # size is rendered from the training input itself, as CLIPstyler does (restyle.render_hw says why)
+            grid_hw = render_hw(*run.content_full.shape[-2:], out_hw, run.config.size)
+            grid_input = final_input if grid_hw == out_hw else resize(run.content_full, grid_hw)
+            if grid_hw[0] * grid_hw[1] <= UNTILED_PIXELS:
+                final = apply_unet(unet, grid_input.to(self.device)).float().cpu()
             else:  # bounded memory for outputs larger than the old 2048 px cap allowed
-                final = apply_tiled(unet, final_input, device=self.device)
+                final = apply_tiled(unet, grid_input, device=self.device)
+            final = resize(final, out_hw)
             if run.mask is not None:
                 out_mask = resize_mask(run.mask.float().cpu(), out_hw)
                 final = composite(final, final_input, out_mask)
@@ -575,15 +581,19 @@ def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size:
     or ``output_scale`` (times each side), at most ``max_output_size`` on the long side
     (`clipstyle_opt.restyle.target_hw`). Images larger than ``tile_size`` are applied tile by
     tile (`clipstyle_opt.tiling`); for bounded memory on files use `clipstyle_opt.restyle.Restyler`.
+    An output no larger than the training size saved with the U-Net is rendered on that grid and
+    resized (`clipstyle_opt.restyle.render_hw`), so the photo it was trained on comes out as trained.
     """
-    from .restyle import OutputSize, target_hw
+    from .restyle import OutputSize, target_hw, training_size_of
 
-    unet, _ = load_unet(unet_path)
+    unet, metadata = load_unet(unet_path)
     torch_device = resolve_device(device)
     image = load_image(content, "photo")
     check_min_size(*image.shape[-2:], "photo")
     hw = target_hw(*image.shape[-2:], OutputSize(output_size, output_scale, max_output_size))
-    return apply_tiled(unet, resize(image, hw), tile_size=tile_size, stats=stats, device=torch_device)
+    grid_hw = render_hw(*image.shape[-2:], hw, training_size_of(metadata))
+    styled = apply_tiled(unet, resize(image, grid_hw), tile_size=tile_size, stats=stats, device=torch_device)
+    return resize(styled, hw)
 
 
 def stylize(content: ImageSource, prompt: PromptSpec | Guidance, *, config: StyleConfig | None = None,

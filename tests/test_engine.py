@@ -8,6 +8,8 @@ from PIL import Image
 
 import clipstyle_opt
 from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig, Stylizer
+from clipstyle_opt.engine import apply_unet
+from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.testing import tolerances
 
 
@@ -135,3 +137,28 @@ def test_cpu_allocator_tuning_takes_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt thresholds exist on glibc only")
     assert reuse_freed_cpu_memory() is True  # both mallopt calls accepted
+
+
+def test_an_output_no_larger_than_the_training_size_is_rendered_on_the_training_grid(tiny_stylizer, photo, tmp_path):
+    # chelsea (451x300) trains at 64x40 (multiples of 8); a 60x40 output is not that grid
+    result = tiny_stylizer.stylize(photo, "fire", output_size=60)
+    assert result.training_size == (40, 64) and tuple(result.tensor.shape[-2:]) == (40, 60)
+    content = load_image(photo)
+    with torch.no_grad():
+        on_grid = resize(apply_unet(result.unet.eval(), resize(content, (40, 64))), (40, 60))
+        at_output_size = apply_unet(result.unet, resize(content, (40, 60)))
+    assert torch.allclose(result.tensor, on_grid, atol=1e-6)
+    assert not torch.allclose(result.tensor, at_output_size, atol=1e-2), "the test must tell the two renders apart"
+    again = clipstyle_opt.apply_unet_file(result.save_unet(tmp_path / "s.unet.pt"), photo, output_size=60, device="cpu")
+    assert torch.allclose(again, result.tensor, atol=1e-5)
+
+
+def test_render_hw_uses_the_training_grid_only_up_to_the_training_size():
+    from clipstyle_opt.restyle import render_hw, training_size_of
+
+    assert render_hw(300, 451, (40, 60), 64) == (40, 64)
+    assert render_hw(300, 451, (43, 64), 64) == (40, 64)
+    assert render_hw(300, 451, (300, 451), 64) == (300, 451)  # larger than the training size: as asked
+    assert render_hw(300, 451, (40, 60), None) == (40, 60)  # unknown training size
+    assert training_size_of({"config": {"size": 512}}) == 512
+    assert training_size_of({}) is None and training_size_of({"config": {"size": "x"}}) is None

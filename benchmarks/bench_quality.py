@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig, Stylizer  # noqa: E402
+from clipstyle_opt.config import PRESETS  # noqa: E402
 from clipstyle_opt.devices import cpu_model  # noqa: E402
 from clipstyle_opt.evaluate import Evaluator  # noqa: E402
 from clipstyle_opt.imageio import load_image, to_pil  # noqa: E402
@@ -54,6 +55,8 @@ def schedules(size: int, steps: int) -> dict[str, dict[str, Any]]:
         "16-crops": {"n_crops": 16},
         "16-crops-half-steps": {"n_crops": 16, "steps": half, "lr_decay_every": max(half // 2, 1)},
         "half-size": {"size": size // 2, "crop_size": max(8, crop // 2), "output_size": size},
+        # the `fast` preset (coarse-to-fine), its coarse size scaled with the reference size
+        "fast": {**PRESETS["fast"], "coarse_size": max(64, PRESETS["fast"]["coarse_size"] * size // 512)},
     }
     if size // 2 < 64:  # StyleConfig's smallest training size
         del out["half-size"]

@@ -89,6 +89,14 @@ class StyleConfig:
     improved by early_stop_delta for this many steps in a row; 0 = off. The rule: `clipstyle_opt.stopping`."""
     early_stop_delta: float = 0.01
     """Relative improvement of the smoothed loss that resets the patience (0.01 = 1 %), in [0, 1)."""
+    # deviation: the reference trains at one size. A coarse phase trains first at a smaller size
+    # (cheaper steps), then ``steps`` steps at ``size`` continue from its weights (`engine.coarse_config`).
+    coarse_steps: int = 0
+    """Steps of a coarse phase at ``coarse_size`` before the ``steps`` at ``size``; 0 = none (the reference)."""
+    coarse_size: int = 256
+    """Training long side of the coarse phase in px (64..4096; at most ``size`` is used); crops scale with it."""
+    coarse_lr: float | None = None
+    """Learning rate of the coarse phase (constant); None = ``lr``."""
 
     # --- loss weights -----------------------------------------------------
     lambda_dir: float = 500.0
@@ -158,7 +166,7 @@ class StyleConfig:
                 raise ConfigError(msg, msg.split(" ", 1)[0].rstrip(":"))
 
         for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
-                     "seed", "clip_batch", "early_stop"):
+                     "seed", "clip_batch", "early_stop", "coarse_steps", "coarse_size"):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool),
                   f"{name} must be an integer, got {value!r}")
@@ -176,6 +184,12 @@ class StyleConfig:
         check(self.clip_batch >= 0, f"clip_batch must be >= 0 (0: all at once), got {self.clip_batch}")
         check(self.fusion in FUSIONS, f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         check(self.early_stop >= 0, f"early_stop must be >= 0 steps (0: off), got {self.early_stop}")
+        check(self.coarse_steps >= 0, f"coarse_steps must be >= 0 (0: no coarse phase), got {self.coarse_steps}")
+        check(64 <= self.coarse_size <= 4096, f"coarse_size must be in 64..4096 px, got {self.coarse_size}")
+        coarse_lr = self.coarse_lr
+        check(coarse_lr is None or (isinstance(coarse_lr, (int, float)) and not isinstance(coarse_lr, bool)
+                                    and math.isfinite(coarse_lr) and coarse_lr > 0),
+              f"coarse_lr must be None or a number > 0, got {coarse_lr!r}")
         for name in ("lr", "lr_decay", "style_image_clip", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
                      "lambda_style", "distortion", "threshold", "early_stop_delta"):
             value = getattr(self, name)
@@ -300,6 +314,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crop_size": 64,
         "steps": 100,
         "lr_decay_every": 50,
+    },
+    # A quarter of the reference's time at 512 px on a CPU (benchmarks/RESULTS.md, bench_quality.py):
+    # 80 steps at 256 px with twice the learning rate, then 20 steps at the full size. Same patch
+    # CLIP score as the reference there, some content fidelity lost (LPIPS about +13 %).
+    "fast": {
+        "coarse_steps": 80,
+        "coarse_size": 256,
+        "coarse_lr": 1e-3,
+        "steps": 20,
+        "lr_decay_every": 20,
     },
 }
 

@@ -144,6 +144,33 @@ class _Run:
     focus_map: torch.Tensor | None = None
 
 
+@dataclass
+class _Phase:
+    """One training phase: its settings, training size, photo, crop masks, union mask, relevance and objective."""
+
+    config: StyleConfig
+    hw: tuple[int, int]
+    content: torch.Tensor
+    crop_masks: list[torch.Tensor]
+    mask: torch.Tensor | None
+    relevance: torch.Tensor | None
+    objective: StyleObjective
+
+
+def coarse_config(config: StyleConfig) -> StyleConfig:
+    """The settings of the coarse phase (``coarse_steps`` > 0) that comes before ``config``'s own steps.
+
+    deviation: not in CLIPstyler. Training size ``coarse_size`` (no larger than ``size``), crops scaled
+    with it (the reference's 128 px crops on 512 px become 64 px on 256 px), learning rate ``coarse_lr``
+    (``lr`` if None) without decay, no early stop. The fine phase then runs ``steps`` steps at ``size``
+    from the coarse phase's weights, with a fresh optimizer.
+    """
+    size = min(config.coarse_size, config.size)
+    return config.replace(size=size, crop_size=max(8, round(config.crop_size * size / config.size)),
+                          steps=config.coarse_steps, lr=config.coarse_lr or config.lr,
+                          lr_decay_every=config.coarse_steps, early_stop=0, coarse_steps=0)
+
+
 def focus_map_path(image_path: str | Path) -> Path:
     """Where `Result.save` puts the focus map: ``out.png`` -> ``out_focus.png``."""
     path = Path(image_path)
@@ -336,6 +363,81 @@ class Stylizer:
         height, width = content_full.shape[-2:]
         train_hw = training_hw(height, width, config)
         output_hw(height, width, config)  # an output over the pixel limit is refused before training
+        phases = [self._phase(config, content_full, guidance, batched_crops)]
+        if config.coarse_steps:
+            phases.insert(0, self._phase(coarse_config(config), content_full, guidance, batched_crops))
+        final_phase = phases[-1]
+
+        first_style = guidance.images[0].source if guidance.images else None
+        run = _Run(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
+                   guidance, final_phase.mask, final_phase.relevance)
+        generator = torch.Generator().manual_seed(config.seed)
+        unet = seeded_unet(config.unet_width, config.seed).to(device)
+        timings["prepare_s"] = round(time.perf_counter() - started, 3)
+
+        history: list[dict[str, float]] = []
+        step_seconds: list[float] = []
+        loop_started = time.perf_counter()
+        extra: dict[str, Any] = {}
+        # The weights whose output last had finite losses and gradients: what a NaN falls back to.
+        good_state: dict[str, torch.Tensor] | None = None
+        total_steps = sum(phase.config.steps for phase in phases)
+        step = 0
+        unet.train()
+        for phase in phases:
+            pconfig = phase.config
+            # a fresh optimizer per phase: the coarse phase's moments are for other activations' scale
+            optimizer = torch.optim.Adam(unet.parameters(), lr=pconfig.lr, **_adam_options(device))
+            schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=pconfig.lr_decay_every,
+                                                       gamma=pconfig.lr_decay)
+            stopper = EarlyStop(pconfig.early_stop, pconfig.early_stop_delta) if pconfig.early_stop else None
+            watched = "patch" if pconfig.lambda_patch > 0 else "total"
+            for phase_step in range(1, pconfig.steps + 1):
+                step += 1
+                step_started = time.perf_counter()
+                params = _draw_crops(pconfig, phase.hw, generator, phase.crop_masks)
+                optimizer.zero_grad(set_to_none=True)
+                output = unet(phase.content)
+                if batched_crops:
+                    values = phase.objective.backward(output, params, pconfig.clip_batch)
+                else:  # the reference's structure: one graph, one backward
+                    terms = phase.objective.terms(output, params)
+                    terms["total"].backward()
+                    values = {name: float(value.detach()) for name, value in terms.items()}
+                bad = _non_finite_term(values, unet)
+                if bad is not None:
+                    raise self._non_finite_error(run, bad, step, total_steps, good_state, unet, history)
+                good_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+                optimizer.step()
+                lr = optimizer.param_groups[0]["lr"]
+                schedule.step()
+                seconds = time.perf_counter() - step_started
+                step_seconds.append(seconds)
+                history.append({"step": step, **values, "lr": lr, "seconds": seconds})
+                if phase_step == min(REJECTION_CHECK_STEPS, pconfig.steps):
+                    _warn_if_rejection_is_total(history[-phase_step:], pconfig)
+                if callback is not None:
+                    callback(StepInfo(step, total_steps, values, lr, seconds, output.detach()))
+                if should_stop is not None and step < total_steps and should_stop():
+                    extra = {"status": "interrupted", "steps_done": step}
+                    break
+                if stopper is not None and phase_step < pconfig.steps and stopper.update(values[watched]):
+                    extra = {"early_stopped": True, "steps_done": step}
+                    break
+            if extra.get("status") == "interrupted":
+                break
+        if config.coarse_steps:
+            extra["coarse_steps"] = config.coarse_steps
+        timings["train_s"] = round(time.perf_counter() - loop_started, 3)
+        timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0
+
+        return self._finish(run, unet, history, extra)
+
+    def _phase(self, config: StyleConfig, content_full: torch.Tensor, guidance: Guidance,
+               batched_crops: bool) -> "_Phase":
+        """Everything one training phase needs at ``config.size``: the photo, style images, masks and objective."""
+        device = self.device
+        train_hw = training_hw(*content_full.shape[-2:], config)
         content_train = resize(content_full, train_hw).to(device)
         styles: list[tuple[torch.Tensor, float]] = []
         for index, item in enumerate(guidance.images):
@@ -351,63 +453,10 @@ class Stylizer:
             from .relevance import relevance_map
 
             attention = sum(t.weight * relevance_map(self.clip, content_train, t.text) for t in guidance.texts)
-
-        first_style = guidance.images[0].source if guidance.images else None
-        run = _Run(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
-                   guidance, mask, relevance)
         objective = StyleObjective(self.encoders, self.vgg, config, content_train, guidance, style_tensor,
                                    batched=batched_crops, mask=mask,
                                    relevance=None if attention is None else attention.to(device))
-        generator = torch.Generator().manual_seed(config.seed)
-        unet = seeded_unet(config.unet_width, config.seed).to(device)
-        optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **_adam_options(device))
-        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_every, gamma=config.lr_decay)
-        timings["prepare_s"] = round(time.perf_counter() - started, 3)
-
-        history: list[dict[str, float]] = []
-        step_seconds: list[float] = []
-        loop_started = time.perf_counter()
-        extra: dict[str, Any] = {}
-        # The weights whose output last had finite losses and gradients: what a NaN falls back to.
-        good_state: dict[str, torch.Tensor] | None = None
-        stopper = EarlyStop(config.early_stop, config.early_stop_delta) if config.early_stop else None
-        watched = "patch" if config.lambda_patch > 0 else "total"
-        unet.train()
-        for step in range(1, config.steps + 1):
-            step_started = time.perf_counter()
-            params = _draw_crops(config, train_hw, generator, crop_masks)
-            optimizer.zero_grad(set_to_none=True)
-            output = unet(content_train)
-            if batched_crops:
-                values = objective.backward(output, params, config.clip_batch)
-            else:  # the reference's structure: one graph, one backward
-                terms = objective.terms(output, params)
-                terms["total"].backward()
-                values = {name: float(value.detach()) for name, value in terms.items()}
-            bad = _non_finite_term(values, unet)
-            if bad is not None:
-                raise self._non_finite_error(run, bad, step, good_state, unet, history)
-            good_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
-            optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
-            schedule.step()
-            seconds = time.perf_counter() - step_started
-            step_seconds.append(seconds)
-            history.append({"step": step, **values, "lr": lr, "seconds": seconds})
-            if step == min(REJECTION_CHECK_STEPS, config.steps):
-                _warn_if_rejection_is_total(history, config)
-            if callback is not None:
-                callback(StepInfo(step, config.steps, values, lr, seconds, output.detach()))
-            if should_stop is not None and step < config.steps and should_stop():
-                extra = {"status": "interrupted", "steps_done": step}
-                break
-            if stopper is not None and step < config.steps and stopper.update(values[watched]):
-                extra = {"early_stopped": True, "steps_done": step}
-                break
-        timings["train_s"] = round(time.perf_counter() - loop_started, 3)
-        timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0
-
-        return self._finish(run, unet, history, extra)
+        return _Phase(config, train_hw, content_train, crop_masks, mask, relevance, objective)
 
     def _finish(self, run: _Run, unet: StyleUNet, history: list[dict[str, float]], extra: dict[str, Any]) -> Result:
         """Apply the trained U-Net to the photo at the output size and wrap everything in a `Result`."""
@@ -441,11 +490,12 @@ class Stylizer:
             extra=extra, guidance=run.guidance, mask=out_mask, focus_map=focus_map,
         )
 
-    def _non_finite_error(self, run: _Run, term: str, step: int, good_state: dict[str, torch.Tensor] | None,
-                          unet: StyleUNet, history: list[dict[str, float]]) -> NonFiniteLossError:
-        """The error for ``term`` going NaN/inf at ``step``, carrying the result of the last good weights."""
+    def _non_finite_error(self, run: _Run, term: str, step: int, steps: int,
+                          good_state: dict[str, torch.Tensor] | None, unet: StyleUNet,
+                          history: list[dict[str, float]]) -> NonFiniteLossError:
+        """The error for ``term`` going NaN/inf at ``step`` of ``steps``, carrying the result of the last good
+        weights."""
         what = "the gradient" if term == "gradient" else f"the {term} loss"
-        steps = run.config.steps
         if good_state is None:
             return NonFiniteLossError(f"{what} became NaN or infinite at step {step} of {steps}, before any good "
                                       "step; nothing to keep (try a lower --lr or loss weights)", step=step, term=term)

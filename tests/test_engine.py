@@ -8,7 +8,7 @@ from PIL import Image
 
 import clipstyle_opt
 from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig, Stylizer
-from clipstyle_opt.engine import apply_unet
+from clipstyle_opt.engine import apply_unet, seeded_unet
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.testing import tolerances
 
@@ -162,3 +162,34 @@ def test_render_hw_uses_the_training_grid_only_up_to_the_training_size():
     assert render_hw(300, 451, (40, 60), None) == (40, 60)  # unknown training size
     assert training_size_of({"config": {"size": 512}}) == 512
     assert training_size_of({}) is None and training_size_of({"config": {"size": "x"}}) is None
+
+
+def test_a_coarse_phase_trains_at_its_size_first_and_the_fine_phase_continues_from_its_weights(tiny_stylizer, photo):
+    seen: list[tuple[int, int, tuple[int, ...]]] = []
+    outputs: list[torch.Tensor] = []
+    settings = dict(size=128, crop_size=32, steps=2, coarse_size=64, coarse_lr=1e-3)
+
+    def keep(info):
+        seen.append((info.step, info.steps, tuple(info.output.shape[-2:])))
+        outputs.append(info.output)
+
+    result = tiny_stylizer.stylize(photo, "fire", coarse_steps=3, **settings, callback=keep)
+    assert seen == [(1, 5, (40, 64)), (2, 5, (40, 64)), (3, 5, (40, 64)),
+                    (4, 5, (88, 128)), (5, 5, (88, 128))]
+    assert [row["step"] for row in result.history] == [1, 2, 3, 4, 5]
+    assert [row["lr"] for row in result.history[:3]] == [1e-3] * 3, "the coarse phase runs at coarse_lr"
+    assert result.history[3]["lr"] == result.config.lr and result.extra["coarse_steps"] == 3
+    assert result.training_size == (88, 128)
+    with torch.no_grad():  # the fine phase's first output comes from the coarse weights, not fresh ones
+        fresh = seeded_unet(16, result.config.seed)(resize(load_image(photo), (88, 128)))
+    assert not torch.allclose(outputs[3], fresh, atol=1e-3)
+
+
+def test_the_coarse_settings_are_checked_and_the_fast_preset_uses_them():
+    from clipstyle_opt.config import preset_config
+
+    for bad in (dict(coarse_steps=-1), dict(coarse_size=32), dict(coarse_lr=0.0), dict(coarse_lr=float("nan"))):
+        with pytest.raises(ConfigError):
+            StyleConfig(**bad)
+    fast = preset_config("fast")
+    assert fast.coarse_steps > 0 and fast.coarse_size < fast.size

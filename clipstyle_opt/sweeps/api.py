@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from ..config import StyleConfig
 from ..errors import ClipstyleError, ClipstyleWarning, ConfigError, ImageReadError
 from ..imageio import MIN_SIDE, fit_size, read_image
 from .execute import EvalSettings, Outcome
@@ -100,7 +101,7 @@ def plan(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, output: str | 
     stylizer = make_stylizer(first.config)
     load_s = time.perf_counter() - started
     steps = min(probe_steps, first.config.steps)
-    config = first.config.replace(steps=steps)
+    config = first.config.replace(steps=steps, coarse_steps=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ClipstyleWarning)
         probe = stylizer.stylize(first.content, first.prompt, style_image=first.style_image,
@@ -110,7 +111,7 @@ def plan(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, output: str | 
     step_s = probe.timings["step_median_s"]
     fixed_s = probe.timings["prepare_s"] + probe.timings["apply_s"]
     groups = len(group_by_encoder(pending))
-    result.estimate_s = groups * load_s + sum(fixed_s + run.config.steps * step_s for run in pending)
+    result.estimate_s = groups * load_s + sum(fixed_s + equivalent_steps(run.config) * step_s for run in pending)
     result.probe = {"load_s": round(load_s, 2), "step_s": step_s, "per_run_fixed_s": round(fixed_s, 3),
                     "steps": steps}
     return result
@@ -235,3 +236,9 @@ def _draw(store: SweepStore, spec: SweepSpec, rows: list[dict[str, Any]], row_ax
 
 
 __all__ = ["sweep", "plan", "prepare", "Plan", "check_images", "ENGINES"]
+
+
+def equivalent_steps(config: StyleConfig) -> float:
+    """Steps at ``config.size`` that cost about as much as the run: coarse steps count by their pixels."""
+    coarse = config.coarse_steps * (min(config.coarse_size, config.size) / config.size) ** 2
+    return config.steps + coarse

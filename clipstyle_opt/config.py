@@ -317,7 +317,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # A quarter of the reference's time at 512 px on a CPU (benchmarks/RESULTS.md, bench_quality.py):
     # 80 steps at 256 px with twice the learning rate, then 20 steps at the full size. Same patch
-    # CLIP score as the reference there, some content fidelity lost (LPIPS about +13 %).
+    # CLIP score as the reference there, some content fidelity lost (LPIPS +15 %, direction -7 %).
     "fast": {
         "coarse_steps": 80,
         "coarse_size": 256,

@@ -135,6 +135,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "a training batch (SigLIP's rationale for its -10, at this batch's positive rate)")
     g.add_argument("--siglip-scale-init", type=float, default=10.0,
                    help="initial logit scale t of the sigmoid loss (SigLIP: 10); learned from there")
+    g.add_argument("--siglip-init", choices=("timm", "clip"), default="timm",
+                   help="initialization of the siglip image trunk: timm's (the bundled model) or OpenAI CLIP's "
+                        "(tools/micro_siglip.clip_initialization: learns patterns faster under the softmax loss)")
     g.add_argument("--siglip-trunk", default="clipstyle_vit_micro64",
                    help="timm trunk of the siglip image tower (clipstyle_opt.encoders.openclip.MICRO_TRUNKS)")
     p.add_argument("--eval-images", type=int, default=512, help="held-out images for the zero-shot check")
@@ -276,10 +279,11 @@ class SiglipFamily:
             context_length=args.context_length, vocab_size=len(self.tokenizer), text_width=args.text_width,
             text_heads=max(1, args.text_width // 64), text_layers=args.text_layers)
         self.context_length = args.context_length
+        self.init = args.siglip_init
         self.mean, self.std = micro_siglip.SIGLIP_MEAN, micro_siglip.SIGLIP_STD
 
     def build(self) -> torch.nn.Module:
-        return self.parts.build_model(self.config)
+        return self.parts.build_model(self.config, self.init)
 
     def tokens(self, captions: list[str]) -> torch.Tensor:
         return self.parts.tokenize(self.tokenizer, captions, self.context_length)

@@ -262,7 +262,8 @@ def cli(debug: bool) -> None:
 _PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset_summary(name)}" for name in PRESETS)
                 + ". preview trades detail and CLIP supervision for speed (a quarter of the pixels and crops, "
                 "half the steps); the final image is still rendered at full size. fast: about a quarter of the "
-                "reference's time, most steps at 256 px, the last 20 at --size (some content fidelity lost).")
+                "reference's time, most steps at 256 px, the last 20 at the training size (some content "
+                "fidelity lost).")
 
 
 @cli.command("stylize")

@@ -43,8 +43,10 @@ ENCODER_KEYS = ("clip_model", "clip_weights", "vgg", "device", "precision", "con
 class StepInfo:
     """What a callback receives after each optimizer step.
 
-    step: 1-based; terms: unweighted loss terms and ``total`` (floats);
-    output: the current training-size output (1, 3, h, w) in [0, 1], detached.
+    step: 1-based, counting a coarse phase's steps first (``coarse_steps``); steps: all steps of the run,
+    coarse ones included; terms: unweighted loss terms and ``total`` (floats);
+    output: the current phase's training-size output (1, 3, h, w) in [0, 1], detached (smaller during a
+    coarse phase).
     """
 
     step: int

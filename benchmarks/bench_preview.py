@@ -35,9 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--photo", default=str(ROOT / "examples" / "astronaut.png"))
-    parser.add_argument("--preset", default="preview", choices=("preview", "reference"))
+    parser.add_argument("--preset", default="preview", choices=("preview", "reference", "fast"))
     parser.add_argument("--runs", type=int, default=1, help="stylizations with the same loaded models")
     parser.add_argument("--compile", action="store_true", help="torch.compile CLIP's image tower")
+    parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
+                        help="capture each step as a CUDA graph (the default; CUDA only)")
+    parser.add_argument("--clip-batch", type=int, default=None, help="override clip_batch (uncaptured steps)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps (smoke tests)")
     parser.add_argument("--size", type=int, default=None, help="override the preset's size (smoke tests)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "bench_preview.json"))
@@ -47,8 +50,10 @@ def main() -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         clip = ClipEncoder(CLIP(*RANDOM_CLIP_SIZES["ViT-B/32"]), name="ViT-B/32 (random weights)")
-    overrides = {k: v for k, v in (("steps", args.steps), ("size", args.size)) if v is not None}
-    config = preset_config(args.preset, device=args.device, compile=args.compile, **overrides)
+    overrides = {k: v for k, v in (("steps", args.steps), ("size", args.size), ("clip_batch", args.clip_batch))
+                 if v is not None}
+    config = preset_config(args.preset, device=args.device, compile=args.compile, cuda_graph=args.cuda_graph,
+                           **overrides)
     stylizer = Stylizer(config, clip=clip)
     setup_s = time.perf_counter() - started
     target_s = 180 if args.preset == "preview" else 3 if stylizer.device.type == "cuda" else None
@@ -63,8 +68,10 @@ def main() -> None:
                      "total_s": round(total_s, 2)})
         verdict = "" if target_s is None else f" (target <= {target_s} s: {'met' if total_s <= target_s else 'MISSED'})"
         print(f"{args.preset} preset, run {run + 1} on {result.device} ({result.precision}, "
-              f"{torch.get_num_threads()} threads{', compiled' if args.compile else ''}): "
-              f"{'set-up %.1f s, ' % setup_s if run == 0 else ''}{config.steps} steps at {config.size} px "
+              f"{torch.get_num_threads()} threads{', compiled' if args.compile else ''}"
+              f"{', CUDA graph' if config.cuda_graph and stylizer.device.type == 'cuda' else ''}): "
+              f"{'set-up %.1f s, ' % setup_s if run == 0 else ''}{config.coarse_steps + config.steps} steps "
+              f"at {config.size} px "
               f"{result.timings['train_s']:.2f} s ({result.timings['step_median_s'] * 1000:.1f} ms/step), "
               f"render {result.timings['apply_s']:.2f} s, total {total_s:.2f} s{verdict}", flush=True)
     report = {

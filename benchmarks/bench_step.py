@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig  # noqa: E402
+from clipstyle_opt.config import clip_batch_for  # noqa: E402
 from clipstyle_opt.augment import sample_crop_params  # noqa: E402
+from clipstyle_opt.cuda_graph import CapturedStep, captured_optimizer  # noqa: E402
 from clipstyle_opt.devices import (cpu_model, precision_name, resolve_device, resolve_precision,  # noqa: E402
                                    reuse_freed_cpu_memory)
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
@@ -127,7 +129,7 @@ def random_encoder(model: str, device: torch.device):
 
 
 def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size: int, compile: bool,
-             plain_malloc: bool = False, models: tuple[str, ...] = ("openai:ViT-B/32",)) -> dict:
+             plain_malloc: bool = False, models: tuple[str, ...] = ("openai:ViT-B/32",), graph: bool = False) -> dict:
     if device.type == "cpu" and not plain_malloc:  # as Stylizer does
         reuse_freed_cpu_memory()
     config, content, vgg = setup(device, size)
@@ -142,25 +144,38 @@ def run_ours(device: torch.device, precision: str, steps: int, warmup: int, size
     objective = StyleObjective(encoders if len(encoders) > 1 else clip, vgg, config, content, PROMPT)
     generator = torch.Generator().manual_seed(0)
     unet = seeded_unet(16, 0).to(device)
-    optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr, **({"fused": True} if device.type == "cuda" else {}))
+    if graph:  # the whole step as one CUDA graph (captured during the first warm-up step; uncaptured on a CPU)
+        optimizer = captured_optimizer(unet, config.lr, device)
+    else:
+        optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr,
+                                     **({"fused": True} if device.type == "cuda" else {}))
+    captured = None
     step_times, breakdown, losses = [], [], []
     for step in range(warmup + steps):
         sections = Sections(device)
         sections._sync()
         started = time.perf_counter()
         params = sample_crop_params(config.n_crops, (size, size), config.crop_size, config.distortion, generator)
-        with sections("unet"):
-            output = unet(content)
-        optimizer.zero_grad(set_to_none=True)
-        terms = objective.backward(output, params, config.clip_batch, section=sections)
-        with sections("optimizer"):
-            optimizer.step()
+        if graph:
+            if captured is None:
+                captured = CapturedStep(unet, objective, content, optimizer, params, capture=device.type == "cuda")
+            with sections("graph replay"):
+                terms, _, _ = captured.step(params, config.lr)
+        else:
+            with sections("unet"):
+                output = unet(content)
+            optimizer.zero_grad(set_to_none=True)
+            terms = objective.backward(output, params, clip_batch_for(config, device.type), section=sections)
+            with sections("optimizer"):
+                optimizer.step()
         sections._sync()
         if step >= warmup:
             step_times.append(time.perf_counter() - started)
             breakdown.append(dict(sections.seconds))
         losses.append(terms)
     path = "ours+compile" if compile else "ours+plain-malloc" if plain_malloc else "ours"
+    if graph:
+        path = "ours+cuda-graph" + ("+compile" if compile else "")
     if models != ("openai:ViT-B/32",):
         path = " + ".join(model.split(":", 1)[1] if model.startswith("open") else model for model in models)
     return {"path": path, "models": list(models), "precision": precision_name(clip.autocast_dtype),
@@ -249,7 +264,7 @@ def child(args) -> None:
         head, _, models = args.mode.partition("|")
         _, precision, *flags = head.split(":")
         result = run_ours(device, precision, args.steps, args.warmup, args.size, compile="compile" in flags,
-                          plain_malloc="plain-malloc" in flags,
+                          plain_malloc="plain-malloc" in flags, graph="graph" in flags,
                           models=tuple(models.split("|")) if models else ("openai:ViT-B/32",))
     result["median_s"] = statistics.median(result["step_times"])
     result["peak_mb"] = peak_memory_mb(device)
@@ -287,6 +302,9 @@ def main() -> None:
     parser.add_argument("--precisions", default="auto,fp32", help="precisions of ours to time, comma-separated")
     parser.add_argument("--compile", action="store_true",
                         help="also time ours at auto precision with CLIP's image tower compiled (--compile)")
+    parser.add_argument("--graph", action="store_true",
+                        help="also time ours at auto precision as one captured CUDA graph per step "
+                             "(with --compile: compiled too)")
     parser.add_argument("--plain-malloc", action="store_true",
                         help="also time ours at auto precision with glibc's default malloc settings (CPU)")
     parser.add_argument("--clip-model", action="append", default=[],
@@ -302,6 +320,8 @@ def main() -> None:
 
     device = resolve_device(args.device)
     modes = [f"ours:{p}" for p in args.precisions.split(",")] + (["ours:auto:compile"] if args.compile else [])
+    if args.graph:
+        modes += ["ours:auto:graph"] + (["ours:auto:graph:compile"] if args.compile else [])
     if device.type == "cpu" and args.plain_malloc:
         modes.append("ours:auto:plain-malloc")
     modes += [f"ours:auto|{model}" for model in args.clip_model if model not in ("openai:ViT-B/32", "ViT-B/32")]

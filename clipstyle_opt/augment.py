@@ -175,6 +175,97 @@ def apply_batched(image: torch.Tensor, params: CropParams, out_size: int | None 
     return _resize(_warp(patches, params.homographies), out_size)
 
 
+class StaticCrops:
+    """Crop parameters held in fixed device buffers, for a training step captured as a CUDA graph.
+
+    A captured graph replays fixed kernels on fixed memory: every step's crops
+    must be copied into the same tensors (`load`), and nothing in the crop path
+    may read a value back to the host. So, unlike `apply_batched`, the warp
+    takes inverse homographies computed on the host (kornia's warp inverts on
+    the device, and CUDA's inverse reads an error flag back) and the gather's
+    backward is an index_add_ (the deterministic `_GatherCrops` loops over the
+    corners on the host). On CUDA the warp's own backward (grid_sample) adds
+    atomically anyway, so this gives up no determinism there.
+
+    tops, lefts: (N,) int64; inverse: (N, 3, 3) float32 maps from warped-crop
+    to source-crop pixel coordinates (pixel centres on integers); size: crop side in px.
+    """
+
+    regions: torch.Tensor | None = None  # one region: crops of several regions select by value (host reads)
+
+    def __init__(self, n: int, size: int, device: torch.device) -> None:
+        self.size = size
+        self.tops = torch.zeros(n, dtype=torch.int64, device=device)
+        self.lefts = torch.zeros(n, dtype=torch.int64, device=device)
+        self.inverse = torch.eye(3, device=device).repeat(n, 1, 1)
+
+    def __len__(self) -> int:
+        return int(self.tops.shape[0])
+
+    def load(self, params: CropParams) -> None:
+        """Copy ``params`` (same number and size of crops) into the buffers."""
+        if len(params) != len(self) or params.size != self.size:
+            raise ValueError(f"{len(params)} crops of {params.size} px do not fit buffers for {len(self)} of {self.size}")
+        self.tops.copy_(params.tops, non_blocking=True)
+        self.lefts.copy_(params.lefts, non_blocking=True)
+        self.inverse.copy_(torch.linalg.inv(params.homographies.double()).float(), non_blocking=True)
+
+
+class _GatherCropsOnDevice(torch.autograd.Function):
+    """`_GatherCrops` without host reads: the backward scatters with index_add_ (atomic on CUDA)."""
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,  # type: ignore[override]
+                size: int) -> torch.Tensor:
+        _, channels, height, width = image.shape
+        offsets = torch.arange(size, device=image.device)
+        rows = tops[:, None, None] + offsets[None, :, None]  # (N, S, 1)
+        cols = lefts[:, None, None] + offsets[None, None, :]  # (N, 1, S)
+        flat = (rows * width + cols).reshape(-1)  # (N * S * S,) positions in the flattened image
+        ctx.save_for_backward(flat)
+        ctx.image_shape = image.shape
+        n = tops.shape[0]
+        picked = image.reshape(channels, height * width).index_select(1, flat)  # (C, N * S * S)
+        return picked.reshape(channels, n, size, size).transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (flat,) = ctx.saved_tensors
+        _, channels, height, width = ctx.image_shape
+        grad_image = grad.new_zeros(channels, height * width)
+        grad_image.index_add_(1, flat, grad.transpose(0, 1).reshape(channels, -1))
+        return grad_image.reshape(ctx.image_shape), None, None, None
+
+
+def _warp_by_inverse(patches: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """The perspective warp of `_warp` (zero fill times coverage), from inverse homographies (N, 3, 3).
+
+    Each output pixel (x, y) samples the patch bilinearly at inverse @ (x, y, 1),
+    pixel centres on integers (grid_sample with align_corners=True), as kornia's
+    ``warp_perspective`` does with the forward homography.
+    """
+    n, _, size, _ = patches.shape
+    axis = torch.arange(size, device=patches.device, dtype=torch.float32)
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # (1, S*S, xy1)
+    source = points @ inverse.to(torch.float32).transpose(1, 2)  # (N, S*S, 3)
+    xy = source[..., :2] / source[..., 2:]
+    grid = (xy * (2.0 / max(size - 1, 1)) - 1.0).reshape(n, size, size, 2).to(patches.dtype)
+    warped = F.grid_sample(patches, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    with torch.no_grad():
+        ones = patches.new_ones(n, 1, size, size)
+        coverage = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return warped * coverage
+
+
+def apply_static(image: torch.Tensor, crops: StaticCrops, out_size: int | None = None) -> torch.Tensor:
+    """`apply_batched` for crops in `StaticCrops` buffers, with no host reads (capturable as a CUDA graph)."""
+    if image.shape[0] != 1:
+        raise ValueError("apply_static takes a single image (batch of 1)")
+    patches = _GatherCropsOnDevice.apply(image, crops.tops, crops.lefts, crops.size)
+    return _resize(_warp_by_inverse(patches, crops.inverse), out_size)
+
+
 def apply_per_crop(image: torch.Tensor, params: CropParams, out_size: int | None = None) -> torch.Tensor:
     """Same result as `apply_batched`, crop by crop in a Python loop (the reference's structure)."""
     patches = []

@@ -67,16 +67,18 @@ FIELD_HELP: dict[str, str] = {
     "threshold": "Patch rejection threshold on 1-cos (0 turns rejection off).",
     "attention_patch": ("Weight each crop's patch loss by the relevance of its window to the --focus text "
                         "(else the prompts), so crops on the important region count more."),
-    "clip_batch": "Images per CLIP call in the backward pass (0: all 65 at once); memory vs speed only.",
+    "clip_batch": "Images per CLIP call in an uncaptured backward pass (0: all 65 at once); memory vs speed only.",
     "seed": "Seed of all randomness (U-Net init, crops).",
     "compile": "torch.compile CLIP's image tower: slow first step, faster after (pays on long runs; needs a C++ compiler).",
+    "cuda_graph": "On CUDA, replay each training step as one captured CUDA graph (same result, much faster).",
     "device": "Where to compute.",
     "precision": "Autocast precision of the encoders (auto: bf16 where the hardware runs it natively).",
 }
 _CHOICES = {"vgg": VGG_ARCHS, "device": DEVICES, "precision": PRECISIONS, "fusion": FUSIONS}
 
 
-_NONE_SHOWN = {"output_size": "the photo's own size, capped at --max-output-size", "coarse_lr": "--lr"}
+_NONE_SHOWN = {"output_size": "the photo's own size, capped at --max-output-size", "coarse_lr": "--lr",
+               "clip_batch": "16 on a CPU, 0 elsewhere"}
 
 
 def _flag(name: str) -> str:
@@ -105,7 +107,7 @@ def _config_options(command: Callable) -> Callable:
             kind: Any = click.Choice(_CHOICES[item.name])
         elif isinstance(default, tuple):
             kind, default = str, ",".join(default)
-        elif item.name in ("output_size", "max_output_size"):
+        elif item.name in ("output_size", "max_output_size", "clip_batch"):
             kind = int
         elif item.name == "coarse_lr":
             kind = float

@@ -97,10 +97,14 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Autocast context for ``dtype`` on ``device``; a no-op for fp32."""
+    """Autocast context for ``dtype`` on ``device``; a no-op for fp32.
+
+    While a CUDA graph is being captured, autocast's cache of cast weights is off,
+    as torch's CUDA-graph notes ask: a cached cast would outlive the capture."""
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=not capturing)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameter numbers (malloc.h)

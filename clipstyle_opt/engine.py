@@ -18,7 +18,8 @@ from PIL import Image
 from torch.nn import functional as F
 
 from . import augment
-from .config import StyleConfig
+from .config import StyleConfig, clip_batch_for
+from .cuda_graph import CapturedStep, can_capture, captured_optimizer, step_lr
 from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
 from .encoders.base import ImageTextEncoder
 from .encoders.registry import encoder_list, ensemble, load_encoder
@@ -247,6 +248,9 @@ class Stylizer:
     >>> result = stylizer.stylize("photo.jpg", "fire")   # doctest: +SKIP
     """
 
+    graph_on_cpu: bool = False
+    """Tests only: run the CUDA-graph step (``cuda_graph``) uncaptured on the CPU, to check what it computes."""
+
     def __init__(self, config: StyleConfig | None = None, *,
                  clip: ImageTextEncoder | Sequence[ImageTextEncoder] | None = None,
                  vgg: VGGFeatures | None = None) -> None:
@@ -388,31 +392,49 @@ class Stylizer:
         unet.train()
         for phase in phases:
             pconfig = phase.config
+            graphed = self._graphed(pconfig, phase, batched_crops)
+            captured: CapturedStep | None = None
             # a fresh optimizer per phase: the coarse phase's moments are for other activations' scale
-            optimizer = torch.optim.Adam(unet.parameters(), lr=pconfig.lr, **_adam_options(device))
-            schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=pconfig.lr_decay_every,
-                                                       gamma=pconfig.lr_decay)
+            optimizer = (captured_optimizer(unet, pconfig.lr, device) if graphed else
+                         torch.optim.Adam(unet.parameters(), lr=pconfig.lr, **_adam_options(device)))
+            # A captured step's rate is a device tensor set from `step_lr`; no scheduler may replace it.
+            schedule = None if graphed else torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=pconfig.lr_decay_every, gamma=pconfig.lr_decay)
             stopper = EarlyStop(pconfig.early_stop, pconfig.early_stop_delta) if pconfig.early_stop else None
             watched = "patch" if pconfig.lambda_patch > 0 else "total"
             for phase_step in range(1, pconfig.steps + 1):
                 step += 1
                 step_started = time.perf_counter()
                 params = _draw_crops(pconfig, phase.hw, generator, phase.crop_masks)
-                optimizer.zero_grad(set_to_none=True)
-                output = unet(phase.content)
-                if batched_crops:
-                    values = phase.objective.backward(output, params, pconfig.clip_batch)
-                else:  # the reference's structure: one graph, one backward
-                    terms = phase.objective.terms(output, params)
-                    terms["total"].backward()
-                    values = {name: float(value.detach()) for name, value in terms.items()}
-                bad = _non_finite_term(values, unet)
-                if bad is not None:
-                    raise self._non_finite_error(run, bad, step, total_steps, good_state, unet, history)
-                good_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
-                optimizer.step()
-                lr = optimizer.param_groups[0]["lr"]
-                schedule.step()
+                if graphed:  # one replay: forward, backward and the Adam step (see clipstyle_opt.cuda_graph)
+                    if captured is None:
+                        captured = CapturedStep(unet, phase.objective, phase.content, optimizer, params,
+                                                capture=device.type == "cuda")
+                    lr = step_lr(pconfig.lr, pconfig.lr_decay, pconfig.lr_decay_every, phase_step)
+                    values, grads_finite, output = captured.step(params, lr)
+                    bad = _non_finite_term(values, grads_finite=grads_finite)
+                    if bad is not None:
+                        raise self._non_finite_error(run, bad, step, total_steps, captured.fallback_state(), unet,
+                                                     history)
+                    if callback is not None:
+                        output = output.clone()  # the graph's buffer is overwritten by the next step
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    output = unet(phase.content)
+                    if batched_crops:
+                        values = phase.objective.backward(output, params, clip_batch_for(pconfig, device.type))
+                    else:  # the reference's structure: one graph, one backward
+                        terms = phase.objective.terms(output, params)
+                        terms["total"].backward()
+                        values = {name: float(value.detach()) for name, value in terms.items()}
+                    bad = _non_finite_term(values, unet)
+                    if bad is not None:
+                        raise self._non_finite_error(run, bad, step, total_steps, good_state, unet, history)
+                    good_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+                    optimizer.step()
+                    lr = optimizer.param_groups[0]["lr"]
+                    assert schedule is not None
+                    schedule.step()
                 seconds = time.perf_counter() - step_started
                 step_seconds.append(seconds)
                 history.append({"step": step, **values, "lr": lr, "seconds": seconds})
@@ -434,6 +456,12 @@ class Stylizer:
         timings["step_median_s"] = round(statistics.median(step_seconds), 4) if step_seconds else 0.0
 
         return self._finish(run, unet, history, extra)
+
+    def _graphed(self, config: StyleConfig, phase: "_Phase", batched_crops: bool) -> bool:
+        """Whether this phase's steps run as a `CapturedStep`: on CUDA with ``cuda_graph`` and an objective
+        without host reads. `graph_on_cpu` (tests) runs the same step uncaptured on the CPU."""
+        wanted = config.cuda_graph and (self.device.type == "cuda" or self.graph_on_cpu)
+        return wanted and batched_crops and can_capture(phase.objective)
 
     def _phase(self, config: StyleConfig, content_full: torch.Tensor, guidance: Guidance,
                batched_crops: bool) -> "_Phase":
@@ -525,11 +553,16 @@ def _draw_crops(config: StyleConfig, train_hw: tuple[int, int], generator: torch
         for mask in crop_masks])
 
 
-def _non_finite_term(values: dict[str, float], unet: StyleUNet) -> str | None:
-    """The first loss term (or ``"gradient"``) that is NaN or infinite after a backward pass, else None."""
+def _non_finite_term(values: dict[str, float], unet: StyleUNet | None = None,
+                     grads_finite: bool | None = None) -> str | None:
+    """The first loss term (or ``"gradient"``) that is NaN or infinite after a backward pass, else None.
+    The gradients are ``unet``'s, or already checked: ``grads_finite``."""
     for name in (*TERM_NAMES, "total"):
         if name in values and not math.isfinite(values[name]):
             return name
+    if grads_finite is not None:
+        return None if grads_finite else "gradient"
+    assert unet is not None, "give the U-Net or grads_finite"
     grads = [p.grad for p in unet.parameters() if p.grad is not None]
     if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
         return "gradient"

@@ -97,6 +97,9 @@ def _member(encoder: ImageTextEncoder, weight: float, config: StyleConfig, conte
 
 
 Encoders = Union[ImageTextEncoder, Sequence[tuple[ImageTextEncoder, float]]]
+
+Crops = Union[augment.CropParams, augment.StaticCrops]
+"""One step's crops: drawn parameters, or the fixed device buffers of a captured step."""
 """One encoder (weight 1), or (encoder, weight) pairs whose weights sum to 1."""
 
 
@@ -174,11 +177,14 @@ class StyleObjective:
             return image
         return self.mask * image + (1.0 - self.mask) * self.content
 
-    def _clip_views(self, image: torch.Tensor, params: augment.CropParams, with_whole: bool,
+    def _clip_views(self, image: torch.Tensor, params: Crops, with_whole: bool,
                     size: int) -> torch.Tensor:
         """The crops of ``params`` at ``size`` px (an encoder's input), led by the whole image if ``with_whole``."""
         image = self._clip_source(image)
-        views = [augment.apply_batched(image, params, size)]
+        if isinstance(params, augment.StaticCrops):
+            views = [augment.apply_static(image, params, size)]
+        else:
+            views = [augment.apply_batched(image, params, size)]
         if with_whole:
             views.insert(0, F.interpolate(image, size=(size, size), mode="bicubic", align_corners=False))
         return torch.cat(views, dim=0)
@@ -197,7 +203,7 @@ class StyleObjective:
             out["style"] = losses.style_loss(features, self.target_grams, self.style_layers)
         return out
 
-    def clip_embeddings(self, image: torch.Tensor, params: augment.CropParams,
+    def clip_embeddings(self, image: torch.Tensor, params: Crops,
                         section: Callable[[str], ContextManager] = _no_section,
                         member: EncoderMember | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(global (1, D), crops (N, D)) embeddings of a (1, 3, H, W) output under ``member`` (default: the first)."""
@@ -221,30 +227,31 @@ class StyleObjective:
         for index, guides in enumerate(member.regions):
             yield (None if regions is None or len(member.regions) == 1 else regions == index), guides
 
-    def crop_weights(self, params: augment.CropParams) -> torch.Tensor | None:
+    def crop_weights(self, params: Crops) -> torch.Tensor | None:
         """Attention weighting (``attention_patch``): each crop's mean relevance over its window,
         normalized to mean 1 over the step's crops; None when off."""
         if self.relevance is None:
             return None
         size = params.size
-        window = torch.nn.functional.avg_pool2d(self.relevance.float(), size, stride=1)[0, 0].cpu()
+        window = torch.nn.functional.avg_pool2d(self.relevance.float(), size, stride=1)[0, 0].to(params.tops.device)
         weights = window[params.tops, params.lefts] + 1e-3  # never exactly 0: a crop still counts a little
         return weights / weights.mean()
 
     def _kept(self, crop_embeddings: torch.Tensor, member: EncoderMember,
-              regions: torch.Tensor | None = None) -> float:
-        """Share of these crops the patch rejection keeps (score >= threshold), in [0, 1]
-        (with several directions: weighted over each crop's region's directions)."""
+              regions: torch.Tensor | None = None) -> torch.Tensor:
+        """Share of these crops the patch rejection keeps (score >= threshold), a () tensor in [0, 1]
+        (with several directions: weighted over each crop's region's directions). Not read back to
+        the host here, so that a captured step (`clipstyle_opt.cuda_graph`) can compute it."""
         threshold = self.config.threshold
         if not member.regions:
             scores = losses.direction_scores(crop_embeddings, member.source_embedding, member.direction)
-            return float((scores >= threshold).float().mean())
-        kept = 0.0
+            return (scores >= threshold).float().mean()
+        kept: Any = 0.0
         for selector, guides in self._by_region(member, regions):
             chosen = crop_embeddings if selector is None else crop_embeddings[selector]
             for direction, weight in guides:
                 scores = losses.direction_scores(chosen, member.source_embedding, direction)
-                kept += weight * float((scores >= threshold).float().sum())
+                kept = kept + weight * (scores >= threshold).float().sum()
         return kept / len(crop_embeddings)
 
     def _direction_loss(self, member: EncoderMember, global_embedding: torch.Tensor) -> torch.Tensor:
@@ -280,7 +287,7 @@ class StyleObjective:
         return (self._direction_loss(member, global_embedding),
                 self._patch_loss(member, crop_embeddings, params.regions, weights))
 
-    def terms(self, image: torch.Tensor, params: augment.CropParams,
+    def terms(self, image: torch.Tensor, params: Crops,
               section: Callable[[str], ContextManager] = _no_section) -> dict[str, torch.Tensor]:
         """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1].
 
@@ -296,7 +303,7 @@ class StyleObjective:
             crop_weights = self.crop_weights(params)
             direction_sum: Any = 0
             patch_sum: Any = 0
-            kept = 0.0
+            kept: Any = 0.0
             for index, member in enumerate(self.members):
                 global_embedding, crop_embeddings = self.clip_embeddings(image, params, section, member)
                 direction, patch = self._member_losses(member, global_embedding, crop_embeddings, params,
@@ -307,7 +314,7 @@ class StyleObjective:
                 if len(self.members) > 1:
                     out[f"dir[{index}]"], out[f"patch[{index}]"] = direction, patch
             out["dir"], out["patch"] = direction_sum, patch_sum
-            out["patch_kept"] = image.new_tensor(kept)
+            out["patch_kept"] = kept
         else:  # both CLIP terms off: skip the CLIP calls entirely
             out["dir"] = out["patch"] = zero
         out["style"] = zero
@@ -357,7 +364,8 @@ class StyleObjective:
                         chunk_weights = None if crop_weights is None else crop_weights[first_crop:last_crop]
                         patch = self._patch_loss(member, embeddings, chunk.regions, chunk_weights) * share
                         member_values["patch"] += float(patch.detach())
-                        member_values["patch_kept"] += self._kept(embeddings.detach(), member, chunk.regions) * share
+                        member_values["patch_kept"] += float(self._kept(embeddings.detach(), member,
+                                                                        chunk.regions)) * share
                         loss = loss + w.patch * (member.weight * patch)
                     with section("clip_backward"):
                         loss.backward()

@@ -51,7 +51,7 @@ RUN_AXES = ("content", "prompt", "style_image")
 CONFIG_FIELDS = tuple(f.name for f in fields(StyleConfig))
 # Settings that change speed or memory only, not the image (beyond float rounding): not part of a run's id,
 # so a sweep resumed on another device or with another batch size reuses what exists.
-SPEED_ONLY = ("device", "compile", "clip_batch")
+SPEED_ONLY = ("device", "compile", "clip_batch", "cuda_graph")
 RUN_ID_FORMAT = "clipstyle_opt.sweep.run/1"
 _FLOAT_FIELDS = {f.name for f in fields(StyleConfig) if isinstance(f.default, float)}
 

@@ -291,9 +291,9 @@ class StyleObjective:
               section: Callable[[str], ContextManager] = _no_section) -> dict[str, torch.Tensor]:
         """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1].
 
-        ``dir`` and ``patch`` are the members' weighted sums; with several members each
-        member's own values are added as ``dir[i]`` and ``patch[i]``. ``patch_kept`` is the
-        share of crops the rejection keeps, in [0, 1] (weighted over members; not a loss).
+        ``dir`` and ``patch`` are the members' weighted sums; with several members each member's
+        own values are added as ``dir[i]``, ``patch[i]`` and ``patch_kept[i]``. ``patch_kept`` is
+        the share of crops the rejection keeps, in [0, 1] (weighted over members; not a loss).
         ``section(name)`` wraps each stage (augment, clip, vgg) for profiling.
         """
         w = self.weights
@@ -310,9 +310,11 @@ class StyleObjective:
                                                        crop_weights)
                 direction_sum = direction_sum + member.weight * direction
                 patch_sum = patch_sum + member.weight * patch
-                kept += member.weight * self._kept(crop_embeddings.detach(), member, params.regions)
+                member_kept = self._kept(crop_embeddings.detach(), member, params.regions)
+                kept = kept + member.weight * member_kept
                 if len(self.members) > 1:
                     out[f"dir[{index}]"], out[f"patch[{index}]"] = direction, patch
+                    out[f"patch_kept[{index}]"] = member_kept
             out["dir"], out["patch"] = direction_sum, patch_sum
             out["patch_kept"] = kept
         else:  # both CLIP terms off: skip the CLIP calls entirely

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from clipstyle_opt import augment
+from clipstyle_opt import Stylizer, augment
 from clipstyle_opt.cuda_graph import CapturedStep, step_lr
 from clipstyle_opt.engine import seeded_unet
 from clipstyle_opt.errors import NonFiniteLossError
@@ -221,3 +221,17 @@ def test_a_failed_capture_warns_undoes_the_warm_up_and_steps_uncaptured(tiny_cli
     _, plain = make(False)
     for params in crops:
         assert failed.step(params, 1e-3)[0] == plain.step(params, 1e-3)[0]
+
+
+def test_graph_step_with_an_ensemble_reports_what_the_plain_step_reports(tiny_config, tiny_clip, vgg16, photo):
+    """Two members: the same history keys (each member's dir, patch and kept share) and, at step 1,
+    the same values (to the warp's rounding)."""
+    config = tiny_config.replace(clip_model=[tiny_config.clip_model] * 2, clip_weights=(3, 1))
+    stylizer = Stylizer(config, clip=[tiny_clip, tiny_clip], vgg=vgg16)
+    plain = stylizer.stylize(photo, "fire", steps=1)
+    stylizer.graph_on_cpu = True
+    graphed = stylizer.stylize(photo, "fire", steps=1)
+    assert set(graphed.history[0]) == set(plain.history[0]) >= {"dir[0]", "patch[1]", "patch_kept[1]"}
+    for key in ("dir", "patch", "patch_kept", "dir[1]", "patch[0]", "patch_kept[0]", "total"):
+        expected = plain.history[0][key]
+        assert abs(graphed.history[0][key] - expected) <= warp_tolerance(32) * max(1.0, abs(expected)), key

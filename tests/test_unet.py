@@ -34,3 +34,15 @@ def test_seeded_init_is_reproducible_and_leaves_global_rng_alone():
     assert torch.equal(torch.random.get_rng_state(), state)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.lift.weight, c.lift.weight)
+
+
+def test_applying_without_gradients_computes_the_training_forward_bit_for_bit():
+    """Without gradients the blocks add their shortcut in place (to keep less in memory when applying
+    large tiles); the result must be the one the training forward gives."""
+    unet = seeded_unet(8, 3)
+    image = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        applied = unet(image)
+    trained = unet(image)
+    assert trained.requires_grad
+    assert torch.equal(applied, trained.detach())

@@ -21,7 +21,8 @@ What a captured step must give up, and how this module keeps the results equal:
 - Adam runs fused and capturable, with the learning rate a device tensor
   (a float would be baked into the graph); the engine sets it each step.
 - Warm-up steps (torch needs a few before capturing) are undone: the weights
-  and Adam's state are put back exactly, so step 1 replays from the seeded U-Net.
+  and Adam's state are put back exactly, so step 1 replays from the weights the
+  phase started from (the seeded U-Net, or the coarse phase's result).
 
 Not captured (the engine falls back to plain steps): several regions (their
 crops are selected by value, a host read), and any device but CUDA. With
@@ -124,7 +125,7 @@ class CapturedStep:
             warnings.warn(ClipstyleWarning(f"the training step could not be captured as a CUDA graph ({reason}); "
                                            "running it uncaptured, slower (--no-cuda-graph skips the attempt)"),
                           stacklevel=4)
-        with torch.no_grad():  # undo the warm-up: the seeded weights, and Adam as if it had never stepped
+        with torch.no_grad():  # undo the warm-up: the starting weights, and Adam as if it had never stepped
             torch._foreach_copy_([p.detach() for p in self.parameters], weights)
             torch._foreach_copy_(self.before_this, weights)
             torch._foreach_copy_(self.before_last, weights)

@@ -205,7 +205,8 @@ class StaticCrops:
     def load(self, params: CropParams) -> None:
         """Copy ``params`` (same number and size of crops) into the buffers."""
         if len(params) != len(self) or params.size != self.size:
-            raise ValueError(f"{len(params)} crops of {params.size} px do not fit buffers for {len(self)} of {self.size}")
+            raise ValueError(f"{len(params)} crops of {params.size} px do not fit buffers for {len(self)} "
+                             f"of {self.size}")
         self.tops.copy_(params.tops, non_blocking=True)
         self.lefts.copy_(params.lefts, non_blocking=True)
         self.inverse.copy_(torch.linalg.inv(params.homographies.double()).float(), non_blocking=True)

@@ -72,10 +72,11 @@ def main() -> int:
     torch.manual_seed(0)
     clip = ClipEncoder(CLIP(*RANDOM_CLIP_SIZES["ViT-B/32"]), name="ViT-B/32 (random weights)").to(device)
     failures = []
+    layers = (*StyleConfig().content_layers, *StyleConfig().style_layers)
+    vgg = load_vgg("vgg16", layers, device)  # fp32 weights; the objective autocasts it with CLIP's precision
     for precision in ("fp32", "auto"):
         config = StyleConfig(size=args.size, device=args.device, precision=precision)
         clip.autocast_dtype = resolve_precision(precision, device)
-        vgg = load_vgg("vgg16", (*config.content_layers, *config.style_layers), device)
         photo = load_image(ROOT / "examples" / "astronaut.png")
         hw = training_hw(*photo.shape[-2:], config)
         content = resize(photo, hw).to(device)

@@ -26,6 +26,7 @@ torchvision's own functional ``perspective`` on the same corner points:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from kornia.geometry.transform import get_perspective_transform, warp_perspective
@@ -127,15 +128,19 @@ def _resize(patches: torch.Tensor, out_size: int | None) -> torch.Tensor:
                          antialias=False)
 
 
+def _zero_filled(patches: torch.Tensor, warp: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``warp(patches)`` filled as torchvision's ``fill=0``: times the warp of a channel of ones (no gradient)."""
+    with torch.no_grad():
+        coverage = warp(patches.new_ones(patches.shape[0], 1, *patches.shape[-2:]))
+    return warp(patches) * coverage
+
+
 def _warp(patches: torch.Tensor, homographies: torch.Tensor) -> torch.Tensor:
     """Perspective-warp (N, C, S, S) patches with zero fill, as torchvision's ``perspective(fill=0)``."""
     size = patches.shape[-1]
     homographies = homographies.to(patches.device, patches.dtype)
-    warped = warp_perspective(patches, homographies, (size, size), padding_mode="zeros", align_corners=True)
-    with torch.no_grad():
-        ones = patches.new_ones(patches.shape[0], 1, size, size)
-        coverage = warp_perspective(ones, homographies, (size, size), padding_mode="zeros", align_corners=True)
-    return warped * coverage
+    return _zero_filled(patches, lambda x: warp_perspective(x, homographies, (size, size), padding_mode="zeros",
+                                                            align_corners=True))
 
 
 class _GatherCrops(torch.autograd.Function):
@@ -252,11 +257,8 @@ def _warp_by_inverse(patches: torch.Tensor, inverse: torch.Tensor) -> torch.Tens
     source = points @ inverse.to(torch.float32).transpose(1, 2)  # (N, S*S, 3)
     xy = source[..., :2] / source[..., 2:]
     grid = (xy * (2.0 / max(size - 1, 1)) - 1.0).reshape(n, size, size, 2).to(patches.dtype)
-    warped = F.grid_sample(patches, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    with torch.no_grad():
-        ones = patches.new_ones(n, 1, size, size)
-        coverage = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return warped * coverage
+    return _zero_filled(patches, lambda x: F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                                         align_corners=True))
 
 
 def apply_static(image: torch.Tensor, crops: StaticCrops, out_size: int | None = None) -> torch.Tensor:

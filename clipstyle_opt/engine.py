@@ -412,7 +412,7 @@ class Stylizer:
                                                 capture=device.type == "cuda")
                     lr = step_lr(pconfig.lr, pconfig.lr_decay, pconfig.lr_decay_every, phase_step)
                     values, grads_finite, output = captured.step(params, lr)
-                    bad = _non_finite_term(values, grads_finite=grads_finite)
+                    bad = _non_finite_term(values, grads_finite)
                     if bad is not None:
                         raise self._non_finite_error(run, bad, step, total_steps, captured.fallback_state(), unet,
                                                      history)
@@ -427,7 +427,7 @@ class Stylizer:
                         terms = phase.objective.terms(output, params)
                         terms["total"].backward()
                         values = {name: float(value.detach()) for name, value in terms.items()}
-                    bad = _non_finite_term(values, unet)
+                    bad = _non_finite_term(values, _grads_finite(unet))
                     if bad is not None:
                         raise self._non_finite_error(run, bad, step, total_steps, good_state, unet, history)
                     good_state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
@@ -553,20 +553,18 @@ def _draw_crops(config: StyleConfig, train_hw: tuple[int, int], generator: torch
         for mask in crop_masks])
 
 
-def _non_finite_term(values: dict[str, float], unet: StyleUNet | None = None,
-                     grads_finite: bool | None = None) -> str | None:
-    """The first loss term (or ``"gradient"``) that is NaN or infinite after a backward pass, else None.
-    The gradients are ``unet``'s, or already checked: ``grads_finite``."""
+def _grads_finite(unet: StyleUNet) -> bool:
+    """Whether every gradient ``unet``'s parameters hold after a backward pass is finite."""
+    grads = [p.grad for p in unet.parameters() if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
+def _non_finite_term(values: dict[str, float], grads_finite: bool) -> str | None:
+    """The first loss term (or ``"gradient"``) that is NaN or infinite after a backward pass, else None."""
     for name in (*TERM_NAMES, "total"):
         if name in values and not math.isfinite(values[name]):
             return name
-    if grads_finite is not None:
-        return None if grads_finite else "gradient"
-    assert unet is not None, "give the U-Net or grads_finite"
-    grads = [p.grad for p in unet.parameters() if p.grad is not None]
-    if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-        return "gradient"
-    return None
+    return None if grads_finite else "gradient"
 
 
 REJECTION_CHECK_STEPS = 3

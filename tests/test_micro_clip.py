@@ -93,6 +93,12 @@ def test_captions_name_colour_and_pattern():
     assert positives.shape == (64, 64) and bool(positives.diagonal().all())
 
 
+def test_training_batch_restricted_to_some_colours():
+    batch = make_training_batch(48, 24, np.random.default_rng(4), colours=("red", "blue"), photo_fraction=0.1)
+    colours = {label[0] for label in batch.image_labels}
+    assert colours <= {"red", "blue", None} and {"red", "blue"} <= colours
+
+
 # ---------------------------------------------------------------- checkpoint
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,37 @@ def test_sigmoid_loss_is_siglip_s_pairwise_formula():
     z = np.where(positives.numpy(), 1.0, -1.0)
     expected = -np.log(1 / (1 + np.exp(-z * (10 * cos - 3)))).sum() / 2
     assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_quick_held_out_accuracy_matches_the_zero_shot_check(trainer, setup):
+    """The accuracy printed during training (--eval-every) is the final check's joint accuracy,
+    computed on the model in memory: for the CLIP family both resize, normalize and take the
+    softmax the same way, so they must agree exactly."""
+    from clipstyle_opt.testing.textures import CLIP_MEAN, make_batch, zero_shot_accuracy
+
+    model = setup[0]
+    images, _, labels = make_batch(48, 40, np.random.default_rng(3))
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    quick = trainer.held_out_accuracy(model, None, images, labels, mean, setup[4], 32, 77)
+    full = zero_shot_accuracy(model, images, labels)
+    assert quick == {"joint_colour": full["joint_colour"], "joint_pattern": full["joint_pattern"]}
+
+
+def test_training_loop_with_the_recipe_flags(trainer, tmp_path):
+    """Three steps of the whole loop at a tiny size: a frozen logit scale (calibration learning
+    rate 0) stays exactly where it started, the peeks of --eval-every land in the report, and
+    --colours-per-batch, --grad-clip 0 and --beta2 are taken."""
+    import json
+
+    out = tmp_path / "tiny.pt"
+    code = trainer.main(["--out", str(out), "--steps", "3", "--warmup", "1", "--batch-size", "8",
+                         "--render-size", "40", "--eval-images", "8", "--eval-every", "3", "--log-every", "3",
+                         "--embed-dim", "32", "--vision-layers", "1", "--vision-width", "64", "--text-width", "64",
+                         "--text-layers", "1", "--image-resolution", "32", "--threads", "1", "--precision", "fp32",
+                         "--calibration-lr-scale", "0", "--colours-per-batch", "2", "--grad-clip", "0",
+                         "--beta2", "0.95"])
+    assert code == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-6)  # CLIP's initial scale, untouched
+    assert set(report["held_out_during_training"]) == {"3"}
+    assert report["device"] == "cpu"

@@ -73,7 +73,7 @@ with warnings.catch_warnings():  # clip-anytorch imports the deprecated pkg_reso
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES  # noqa: E402
 from clipstyle_opt.testing.textures import (  # noqa: E402
-    CLIP_MEAN, CLIP_STD, make_batch, make_training_batch, tokenize_trimmed, zero_shot_accuracy,
+    CLIP_MEAN, CLIP_STD, COLOURS, PATTERNS, make_batch, make_training_batch, tokenize_trimmed, zero_shot_accuracy,
 )
 
 #: loss(image_features, text_features, positives) -> scalar
@@ -97,7 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay on matrices")
     p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient's global norm to this; 0: off")
+    p.add_argument("--beta2", type=float, default=0.98, help="AdamW's beta2 (SigLIP used 0.95)")
+    p.add_argument("--calibration-lr-scale", type=float, default=1.0,
+                   help="the logit scale's (and SigLIP's logit bias's) learning rate, as a multiple of --lr")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cpu",
+                   help="where the model trains (cpu, cuda, cuda:1, ...); the data is always made on the CPU. "
+                        "The bundled models were trained on the CPU; a GPU is for trying recipes quickly")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="bf16: autocast matmuls to bfloat16 (fp32 master weights; fast on CPUs with "
                         "AVX512-BF16/AMX); auto: bf16 where the CPU supports it, else fp32")
@@ -111,6 +118,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="share of pure clutter images captioned 'a photo'")
     p.add_argument("--partial-fraction", type=float, default=0.2,
                    help="share of captions naming only the colour or only the pattern")
+    p.add_argument("--colours-per-batch", type=int, default=0,
+                   help="draw each batch's textures from this many random colours (0: all 8), so that more "
+                        "of its negative pairs share the colour and differ in the pattern")
     p.add_argument("--adversarial-eps", type=float, default=0.0314,
                    help="L-infinity radius in [0, 1] pixel units (0.0314 is about 8/255) of the fast "
                         "adversarial training (FGSM from a random start); 0 trains on clean images only")
@@ -140,8 +150,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(tools/micro_siglip.clip_initialization: learns patterns faster under the softmax loss)")
     g.add_argument("--siglip-trunk", default="clipstyle_vit_micro64",
                    help="timm trunk of the siglip image tower (clipstyle_opt.encoders.openclip.MICRO_TRUNKS)")
+    g.add_argument("--siglip-loss", choices=("sigmoid", "softmax"), default="sigmoid",
+                   help="softmax: train the SigLIP-layout model with CLIP's loss instead (a diagnostic that "
+                        "separates the layout from the loss; not SigLIP's recipe)")
     p.add_argument("--eval-images", type=int, default=512, help="held-out images for the zero-shot check")
     p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="every this many steps, print the held-out joint pattern accuracy on 256 textures "
+                        "(plain captions, the model in memory); 0: only at the end")
     args = p.parse_args(argv)
     siglip = args.family == "siglip"
     if args.out is None:
@@ -207,11 +223,11 @@ def image_to_text_loss(image_features: torch.Tensor, text_features: torch.Tensor
     return _multi_positive_nll(clip_logits(image_features, text_features, logit_scale), positives, 1)
 
 
-def encoder_precision(bf16: bool) -> contextlib.ExitStack:
+def encoder_precision(bf16: bool, device_type: str = "cpu") -> contextlib.ExitStack:
     """bf16 autocast (when asked) and the math attention kernel, for every encoder pass:
     the CPU flash-attention backward is slow in bf16."""
     stack = contextlib.ExitStack()
-    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16))
+    stack.enter_context(torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16))
     stack.enter_context(sdpa_kernel(SDPBackend.MATH))
     return stack
 
@@ -234,10 +250,11 @@ def adversarial_images(model: torch.nn.Module, images: torch.Tensor, text_featur
     if loss_fn is None:
         def loss_fn(features: torch.Tensor, texts: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
             return image_to_text_loss(features, texts, model.logit_scale.detach(), pos)
-    scale = (eps / std).expand_as(images[:1])
-    noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * scale
+    scale = (eps / std).to(images.device).expand_as(images[:1])
+    # drawn on the CPU from the trainer's generator whatever the device, so a seed gives the same noise
+    noise = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * scale
     delta = noise.requires_grad_(True)
-    with encoder_precision(bf16):
+    with encoder_precision(bf16, images.device.type):
         features = model.encode_image(images + delta)
     loss = loss_fn(features.float(), text_features.detach(), positives)
     (grad,) = torch.autograd.grad(loss, delta)
@@ -280,6 +297,7 @@ class SiglipFamily:
             text_heads=max(1, args.text_width // 64), text_layers=args.text_layers)
         self.context_length = args.context_length
         self.init = args.siglip_init
+        self.loss_kind = args.siglip_loss
         self.mean, self.std = micro_siglip.SIGLIP_MEAN, micro_siglip.SIGLIP_STD
 
     def build(self) -> torch.nn.Module:
@@ -293,6 +311,10 @@ class SiglipFamily:
             scale, bias = model.logit_scale, model.logit_bias
             if detach:
                 scale, bias = scale.detach(), bias.detach()
+            if self.loss_kind == "softmax":
+                if detach:  # the adversary attacks the image-to-text half, as for the micro CLIP
+                    return image_to_text_loss(image_features, text_features, scale, positives)
+                return contrastive_loss(image_features, text_features, scale, positives)
             return self.parts.sigmoid_loss(image_features, text_features, scale, bias, positives)
         return loss
 
@@ -304,6 +326,35 @@ class SiglipFamily:
         return load_open_clip(f"local-dir:{out}")
 
 
+def held_out_accuracy(model: torch.nn.Module, family: Optional[SiglipFamily], images: torch.Tensor,
+                      labels: list[tuple[str, str]], mean: torch.Tensor, std: torch.Tensor,
+                      resolution: int, context_length: int) -> dict[str, float]:
+    """Joint colour and pattern accuracy (fractions) of the model in memory, plain captions: a quick
+    look during training (`zero_shot_accuracy` on the saved model gives the figures that count).
+
+    images: (N, 3, S, S) in [0, 1] on the CPU; resized (bicubic) and normalized here, as the
+    encoders do. Probabilities as `zero_shot_accuracy`: sigmoid with a logit bias, else softmax.
+    """
+    device = next(model.parameters()).device
+    texts = [f"{c} {p}" for c in COLOURS for p in PATTERNS]
+    tokens = family.tokens(texts) if family else tokenize_trimmed(texts, context_length)
+    x = F.interpolate(images, size=(resolution, resolution), mode="bicubic", align_corners=False)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        image_features = F.normalize(model.encode_image(((x - mean) / std).to(device)).float(), dim=-1)
+        text_features = F.normalize(model.encode_text(tokens.to(device)).float(), dim=-1)
+    model.train(was_training)
+    logits = model.logit_scale.detach().exp() * image_features @ text_features.T
+    bias = getattr(model, "logit_bias", None)
+    probs = (logits + bias.detach()).sigmoid() if bias is not None else logits.softmax(dim=-1)
+    probs = probs.view(-1, len(COLOURS), len(PATTERNS)).cpu()
+    colour_truth = torch.tensor([list(COLOURS).index(c) for c, _ in labels])
+    pattern_truth = torch.tensor([list(PATTERNS).index(p) for _, p in labels])
+    return {"joint_colour": float((probs.sum(2).argmax(1) == colour_truth).float().mean()),
+            "joint_pattern": float((probs.sum(1).argmax(1) == pattern_truth).float().mean())}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -311,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
 
+    device = torch.device(args.device)
     family = SiglipFamily(args) if args.family == "siglip" else None
     model = family.build() if family else build(args)
     if family:
@@ -329,17 +381,26 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             model.logit_bias.fill_(bias)
             model.logit_scale.fill_(math.log(args.siglip_scale_init))
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and torch.backends.mkldnn.is_available()
-                                        and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    model.to(device)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and (
+        device.type == "cuda" or (torch.backends.mkldnn.is_available()
+                                  and torch.ops.mkldnn._is_mkldnn_bf16_supported())))
     mean = torch.tensor(family.mean if family else CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(family.std if family else CLIP_STD).view(1, 3, 1, 1)
-    decay, no_decay = [], []
+    decay, no_decay, calibration = [], [], []
     for name, param in model.named_parameters():
         embedding = "embedding" in name or "pos_embed" in name
-        (decay if param.ndim >= 2 and not embedding else no_decay).append(param)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=args.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+        if name in ("logit_scale", "logit_bias") and args.calibration_lr_scale != 1:
+            calibration.append(param)
+        else:
+            (decay if param.ndim >= 2 and not embedding else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if calibration:
+        groups.append({"params": calibration, "weight_decay": 0.0, "lr_scale": args.calibration_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, args.beta2), eps=1e-6, fused=True)
+    peeks: dict[int, dict[str, float]] = {}  # step -> held_out_accuracy, with --eval-every
+    if args.eval_every:
+        peek_images, _, peek_labels = make_batch(256, args.render_size, np.random.default_rng([args.seed, 104729]))
 
     def lr_at(step: int) -> float:
         if step < args.warmup:
@@ -349,28 +410,31 @@ def main(argv: list[str] | None = None) -> int:
 
     n_params = sum(p.numel() for p in model.parameters())
     print(f"micro {args.family}: {n_params / 1e6:.2f} M parameters, {args.steps} steps x {args.batch_size} pairs, "
-          f"{torch.get_num_threads()} threads, {'bf16 autocast' if bf16 else 'fp32'}", flush=True)
+          f"{torch.get_num_threads()} threads, {'bf16 autocast' if bf16 else 'fp32'} on {device}", flush=True)
     start = time.perf_counter()
     data_time = 0.0
     running = None
     model.train()
     for step in range(args.steps):
         t0 = time.perf_counter()
+        colours = None
+        if args.colours_per_batch:
+            colours = list(rng.choice(list(COLOURS), size=args.colours_per_batch, replace=False))
         batch = make_training_batch(args.batch_size, args.render_size, rng,
                                     templated_fraction=args.templated_fraction,
                                     blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
-                                    partial_fraction=args.partial_fraction)
+                                    partial_fraction=args.partial_fraction, colours=colours)
         images = augment(batch.images, args.image_resolution, args.min_crop, generator)
-        images = (images - mean) / std
+        images = ((images - mean) / std).to(device)
         unique = sorted(set(batch.captions))
-        index = torch.tensor([unique.index(c) for c in batch.captions])
-        tokens = family.tokens(unique) if family else tokenize_trimmed(unique, args.context_length)
-        positives = batch.positives()
+        index = torch.tensor([unique.index(c) for c in batch.captions], device=device)
+        tokens = (family.tokens(unique) if family else tokenize_trimmed(unique, args.context_length)).to(device)
+        positives = batch.positives().to(device)
         data_time += time.perf_counter() - t0
 
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        with encoder_precision(bf16):
+            group["lr"] = lr_at(step) * group.get("lr_scale", 1.0)
+        with encoder_precision(bf16, device.type):
             text_features = model.encode_text(tokens)[index]
         if args.adversarial_eps > 0:
             eps = args.adversarial_eps * min(1.0, (step + 1) / max(1.0, args.adversarial_warmup * args.steps))
@@ -379,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                                            std, generator, bf16,
                                            loss_fn=family.loss_fn(model, detach=True) if family else None)
             images = torch.cat([perturbed, images[k:]])
-        with encoder_precision(bf16):
+        with encoder_precision(bf16, device.type):
             image_features = model.encode_image(images)
         if family:
             loss = family.loss_fn(model, detach=False)(image_features.float(), text_features.float(), positives)
@@ -387,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             loss = contrastive_loss(image_features.float(), text_features.float(), model.logit_scale, positives)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if args.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
@@ -398,9 +463,15 @@ def main(argv: list[str] | None = None) -> int:
             bias = f"  bias {model.logit_bias.item():.2f}" if family else ""
             print(f"step {step + 1:5d}/{args.steps}  loss {running:.3f}  scale {model.logit_scale.exp():.1f}{bias}  "
                   f"lr {lr_at(step):.2e}  {elapsed:.0f} s (data {data_time:.0f} s)", flush=True)
+        if args.eval_every and (step + 1) % args.eval_every == 0:
+            peek = peeks[step + 1] = held_out_accuracy(model, family, peek_images, peek_labels, mean, std, args.image_resolution,
+                                     args.context_length)
+            print(f"step {step + 1:5d}  held-out joint colour {peek['joint_colour']:.1%}  "
+                  f"pattern {peek['joint_pattern']:.1%}", flush=True)
     train_time = time.perf_counter() - start
     print(f"training time: {train_time:.1f} s ({data_time:.1f} s making data)", flush=True)
 
+    model.cpu()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if family:
@@ -424,12 +495,14 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python tools/train_micro_clip.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "family": args.family, "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "train_time_s": round(train_time, 1), "data_time_s": round(data_time, 1),
-        "size_bytes": size, "parameters": n_params, "threads": args.threads,
+        "size_bytes": size, "parameters": n_params, "threads": args.threads, "device": str(device),
         "precision": "bf16" if bf16 else "fp32",
         "eval_images": args.eval_images,
         "zero_shot_plain": plain, "zero_shot_templated": templated, "zero_shot_blended_plain": over_clutter,
         "logit_scale": float(model.logit_scale.detach().exp()),
     }
+    if peeks:
+        report["held_out_during_training"] = peeks
     if family:
         report["logit_bias"] = float(model.logit_bias.detach())
         report["tokenizer_vocab"] = len(family.tokenizer)

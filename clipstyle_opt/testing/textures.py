@@ -287,9 +287,13 @@ def _to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def _random_texture(size: int, rng: np.random.Generator, blend_fraction: float) -> tuple[np.ndarray, str, str]:
-    """One random colour x pattern texture, blended over clutter with probability ``blend_fraction``."""
-    colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+def _random_texture(size: int, rng: np.random.Generator, blend_fraction: float,
+                    colours: Optional[Sequence[str]] = None) -> tuple[np.ndarray, str, str]:
+    """One random colour x pattern texture, blended over clutter with probability ``blend_fraction``.
+
+    colours: the colours to draw from (default all of `COLOURS`)."""
+    choices = list(COLOURS) if colours is None else list(colours)
+    colour = choices[int(rng.integers(len(choices)))]
     pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
     image = render_texture(colour, pattern, size, rng)
     if rng.random() < blend_fraction:
@@ -350,12 +354,13 @@ def caption_matches(image_label: Attributes, caption_label: Attributes) -> bool:
 
 def make_training_batch(n: int, size: int, rng: np.random.Generator, *, templated_fraction: float = 0.4,
                         blend_fraction: float = 0.3, photo_fraction: float = 0.05,
-                        partial_fraction: float = 0.2) -> TrainingBatch:
+                        partial_fraction: float = 0.2, colours: Optional[Sequence[str]] = None) -> TrainingBatch:
     """A training batch: textures (some blended over clutter), some pure clutter, mixed captions.
 
     photo_fraction: share of pure clutter images captioned "a photo".
     partial_fraction: share of texture captions naming only the colour or
     only the pattern. templated_fraction, blend_fraction: see `make_batch`.
+    colours: draw the textures from these colours only (default all of `COLOURS`).
     """
     images, captions, image_labels, caption_labels = [], [], [], []
     for _ in range(n):
@@ -365,7 +370,7 @@ def make_training_batch(n: int, size: int, rng: np.random.Generator, *, template
             caption_labels.append((None, None))
             captions.append(_partial_caption(None, None, rng, templated_fraction))
             continue
-        image, colour, pattern = _random_texture(size, rng, blend_fraction)
+        image, colour, pattern = _random_texture(size, rng, blend_fraction, colours)
         images.append(image)
         image_labels.append((colour, pattern))
         named: Attributes = (colour, pattern)

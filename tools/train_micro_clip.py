@@ -73,7 +73,8 @@ with warnings.catch_warnings():  # clip-anytorch imports the deprecated pkg_reso
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES  # noqa: E402
 from clipstyle_opt.testing.textures import (  # noqa: E402
-    CLIP_MEAN, CLIP_STD, COLOURS, PATTERNS, make_batch, make_training_batch, tokenize_trimmed, zero_shot_accuracy,
+    CLIP_MEAN, CLIP_STD, COLOURS, PATTERNS, joint_accuracy, make_batch, make_training_batch, tokenize_trimmed,
+    zero_shot_accuracy,
 )
 
 #: loss(image_features, text_features, positives) -> scalar
@@ -345,14 +346,7 @@ def held_out_accuracy(model: torch.nn.Module, family: Optional[SiglipFamily], im
         image_features = F.normalize(model.encode_image(((x - mean) / std).to(device)).float(), dim=-1)
         text_features = F.normalize(model.encode_text(tokens.to(device)).float(), dim=-1)
     model.train(was_training)
-    logits = model.logit_scale.detach().exp() * image_features @ text_features.T
-    bias = getattr(model, "logit_bias", None)
-    probs = (logits + bias.detach()).sigmoid() if bias is not None else logits.softmax(dim=-1)
-    probs = probs.view(-1, len(COLOURS), len(PATTERNS)).cpu()
-    colour_truth = torch.tensor([list(COLOURS).index(c) for c, _ in labels])
-    pattern_truth = torch.tensor([list(PATTERNS).index(p) for _, p in labels])
-    return {"joint_colour": float((probs.sum(2).argmax(1) == colour_truth).float().mean()),
-            "joint_pattern": float((probs.sum(1).argmax(1) == pattern_truth).float().mean())}
+    return joint_accuracy(model, image_features.cpu(), text_features.cpu(), labels)
 
 
 def main(argv: list[str] | None = None) -> int:

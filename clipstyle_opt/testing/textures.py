@@ -482,19 +482,29 @@ def zero_shot_accuracy(model: Any, images: torch.Tensor, labels: Sequence[tuple[
         image_features = encode_images(model, images)
         joint, colour_only, pattern_only = (encode_texts(model, texts, templates)
                                             for texts in (joint_texts, colours, patterns))
-    logits = float(network.logit_scale.detach().exp()) * image_features @ joint.T
-    bias = getattr(network, "logit_bias", None)
-    probs = (logits + float(bias)).sigmoid() if bias is not None else logits.softmax(dim=-1)
-    probs = probs.view(-1, len(colours), len(patterns))
     colour_index = torch.tensor([colours.index(c) for c, _ in labels])
     pattern_index = torch.tensor([patterns.index(p) for _, p in labels])
-
-    def acc(pred: torch.Tensor, truth: torch.Tensor) -> float:
-        return float((pred == truth).float().mean())
-
     return {
-        "joint_colour": acc(probs.sum(dim=2).argmax(dim=1), colour_index),
-        "joint_pattern": acc(probs.sum(dim=1).argmax(dim=1), pattern_index),
-        "colour": acc((image_features @ colour_only.T).argmax(dim=1), colour_index),
-        "pattern": acc((image_features @ pattern_only.T).argmax(dim=1), pattern_index),
+        **joint_accuracy(network, image_features, joint, labels),
+        "colour": _accuracy((image_features @ colour_only.T).argmax(dim=1), colour_index),
+        "pattern": _accuracy((image_features @ pattern_only.T).argmax(dim=1), pattern_index),
     }
+
+
+def _accuracy(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    return float((pred == truth).float().mean())
+
+
+def joint_accuracy(network: torch.nn.Module, image_features: torch.Tensor, joint_features: torch.Tensor,
+                   labels: Sequence[tuple[str, str]]) -> dict[str, float]:
+    """``joint_colour`` / ``joint_pattern`` accuracy (fractions) from unit image features (N, D) and
+    the unit features of the 64 "colour pattern" captions (COLOURS-major order): CLIP's softmax, or
+    SigLIP's per-pair sigmoid when ``network`` has a ``logit_bias``, summed over the other attribute."""
+    logits = float(network.logit_scale.detach().exp()) * image_features @ joint_features.T
+    bias = getattr(network, "logit_bias", None)
+    probs = (logits + float(bias)).sigmoid() if bias is not None else logits.softmax(dim=-1)
+    probs = probs.view(-1, len(COLOURS), len(PATTERNS))
+    colour_index = torch.tensor([list(COLOURS).index(c) for c, _ in labels])
+    pattern_index = torch.tensor([list(PATTERNS).index(p) for _, p in labels])
+    return {"joint_colour": _accuracy(probs.sum(dim=2).argmax(dim=1), colour_index),
+            "joint_pattern": _accuracy(probs.sum(dim=1).argmax(dim=1), pattern_index)}

@@ -68,14 +68,15 @@ def check_moves_toward(encoder, name: str, out: torch.Tensor, prompt: str, other
     assert after - other_after > before - other_before + 0.05
 
 
-# The micro SigLIP's cosines span a narrow range (outputs reach about +0.1 for their prompt from
-# -0.4 to 0, seen on the three bundled photos), and astronaut.png is already reddish (0.04 for
-# "red stripes"), so "red stripes" is checked on chelsea.png and "blue stripes" on astronaut.png.
+# The micro SigLIP's cosines sit lower than the micro CLIP's (its photos start at -0.3 to -0.6 for
+# these prompts and its outputs end near 0; rises of 0.29 and 0.67 were seen at 60 steps), and
+# astronaut.png is already reddish, so "red stripes" is checked on chelsea.png and "blue stripes"
+# on astronaut.png.
 @pytest.mark.parametrize("name, prompt, other", [("chelsea", "red stripes", "green dots"),
                                                  ("astronaut", "blue stripes", "yellow dots")])
 def test_micro_siglip_moves_the_output_toward_the_prompt(encoders, vgg16, name, prompt, other):
     out = run("siglip", encoders, vgg16, name, prompt)
-    check_moves_toward(encoders["siglip"], name, out, prompt, other, rise=0.1)
+    check_moves_toward(encoders["siglip"], name, out, prompt, other, rise=0.2)
 
 
 @pytest.mark.parametrize("member", ["clip", "siglip"])

@@ -65,11 +65,9 @@ def test_tokenizer_is_the_folder_s_own(micro_siglip):
     assert 2 not in unseen[:5]  # an unseen word falls apart into letters, not <unk>
 
 
-# What the bundled model reaches, not what was asked of it: the issue asks for >= 80 % pattern
-# accuracy, and this model gets about 43 % (chance: 12.5 %; the micro CLIP, same data and steps
-# with a softmax loss: 84 %). tests/data/README says what was tried. These bounds keep it from
-# getting worse unnoticed: colour as asked, pattern at well over twice chance.
-PATTERN_FLOOR = 0.3
+# The issue's bar: >= 90 % colour, >= 80 % pattern. The bundled model reaches about 87 % pattern on
+# this held-out seed (88 % on the trainer's); chance is 12.5 %.
+PATTERN_FLOOR = 0.8
 
 
 def test_zero_shot_plain_captions(micro_siglip, held_out):

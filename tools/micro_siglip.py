@@ -131,8 +131,8 @@ def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch
 def build_model(config: dict[str, Any], init: str = "timm") -> torch.nn.Module:
     """A freshly initialized ``CustomTextCLIP`` from `model_config`'s output.
 
-    init: ``timm`` keeps timm's initialization of the image trunk (how the bundled micro SigLIP was
-    made); ``clip`` re-initializes it as OpenAI's CLIP does (`clip_initialization`).
+    init: ``timm`` keeps timm's initialization of the image trunk; ``clip`` re-initializes it as
+    OpenAI's CLIP does (`clip_initialization`; how the bundled micro SigLIP was made).
     """
     import open_clip
 

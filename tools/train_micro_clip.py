@@ -37,8 +37,8 @@ Examples (the commands that made the bundled models)::
 
     python tools/train_micro_clip.py --out tests/data/micro_clip.pt --seed 0 --steps 1200 \
         --adversarial-eps 0.0314 --adversarial-fraction 0.5 --adversarial-warmup 0.3
-    python tools/train_micro_clip.py --family siglip --context-length 16 --out tests/data/micro_siglip \
-        --seed 0 --steps 1200
+    python tools/train_micro_clip.py --family siglip --context-length 16 --siglip-init clip \
+        --steps 3000 --eval-every 250 --out tests/data/micro_siglip --seed 0
 """
 from __future__ import annotations
 
@@ -147,8 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--siglip-scale-init", type=float, default=10.0,
                    help="initial logit scale t of the sigmoid loss (SigLIP: 10); learned from there")
     g.add_argument("--siglip-init", choices=("timm", "clip"), default="timm",
-                   help="initialization of the siglip image trunk: timm's (the bundled model) or OpenAI CLIP's "
-                        "(tools/micro_siglip.clip_initialization: learns patterns faster under the softmax loss)")
+                   help="initialization of the siglip image trunk: timm's or OpenAI CLIP's (the bundled model; "
+                        "tools/micro_siglip.clip_initialization: learns patterns faster when trained on them)")
     g.add_argument("--siglip-trunk", default="clipstyle_vit_micro64",
                    help="timm trunk of the siglip image tower (clipstyle_opt.encoders.openclip.MICRO_TRUNKS)")
     g.add_argument("--siglip-loss", choices=("sigmoid", "softmax"), default="sigmoid",

@@ -114,3 +114,33 @@ def test_training_loop_with_the_recipe_flags(trainer, tmp_path):
     assert report["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-6)  # CLIP's initial scale, untouched
     assert set(report["held_out_during_training"]) == {"3"}
     assert report["device"] == "cpu"
+
+
+def test_a_data_worker_renders_the_same_batches_in_the_same_order(trainer):
+    """--data-workers 1 renders in a DataLoader worker process; the model must see exactly the
+    batches it sees with 0 (rendered between steps), or a recorded command would not remake its model."""
+    args = trainer.parse_args(["--steps", "3", "--batch-size", "6", "--render-size", "24", "--colours-per-batch", "3"])
+    in_process = list(trainer.training_batches(args))
+    args.data_workers = 1
+    in_worker = list(trainer.training_batches(args))
+    assert len(in_process) == len(in_worker) == 3
+    for a, b in zip(in_process, in_worker):
+        assert torch.equal(a.images, b.images)
+        assert (a.captions, a.image_labels, a.caption_labels) == (b.captions, b.image_labels, b.caption_labels)
+    assert not torch.equal(in_process[0].images, in_process[1].images)  # a stream, not one batch repeated
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_learning_rate_schedules(trainer, schedule):
+    args = trainer.parse_args(["--steps", "100", "--warmup", "10", "--lr", "1e-3", "--schedule", schedule,
+                               "--decay-fraction", "0.2"])
+    rates = [trainer.learning_rate(step, args) for step in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)  # linear warm-up
+    assert max(rates) == pytest.approx(1e-3)
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(rates[9:], rates[10:]))  # never rises again
+    assert rates[-1] <= 0.05 * 1e-3 + 1e-12
+    if schedule == "wsd":  # the peak held until the last 20 % of the steps, then a linear decay
+        assert rates[79] == pytest.approx(1e-3)
+        assert rates[90] == pytest.approx(1e-3 * 10 / 20)
+    else:
+        assert rates[55] == pytest.approx(0.5e-3)  # half-way through the cosine

@@ -51,7 +51,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 # Several processes may share the two cores; busy-waiting OpenMP threads then slow each
 # other down many times over. Must be set before torch loads its OpenMP runtime.
@@ -73,7 +73,7 @@ with warnings.catch_warnings():  # clip-anytorch imports the deprecated pkg_reso
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES  # noqa: E402
 from clipstyle_opt.testing.textures import (  # noqa: E402
-    CLIP_MEAN, CLIP_STD, COLOURS, PATTERNS, joint_accuracy, make_batch, make_training_batch, tokenize_trimmed,
+    CLIP_MEAN, CLIP_STD, COLOURS, PATTERNS, TrainingBatch, joint_accuracy, make_batch, make_training_batch, tokenize_trimmed,
     zero_shot_accuracy,
 )
 
@@ -97,12 +97,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128, help="image-caption pairs per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay on matrices")
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the decay")
+    p.add_argument("--schedule", choices=("cosine", "wsd"), default="cosine",
+                   help="after the warm-up: cosine: decay to 0 over the remaining steps; wsd (warmup-stable-"
+                        "decay): hold the peak rate, then decay linearly to 0 over the last --decay-fraction")
+    p.add_argument("--decay-fraction", type=float, default=0.2,
+                   help="with --schedule wsd: the share of all steps spent decaying")
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient's global norm to this; 0: off")
     p.add_argument("--beta2", type=float, default=0.98, help="AdamW's beta2 (SigLIP used 0.95)")
     p.add_argument("--calibration-lr-scale", type=float, default=1.0,
                    help="the logit scale's (and SigLIP's logit bias's) learning rate, as a multiple of --lr")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--data-workers", type=int, choices=(0, 1), default=0,
+                   help="1: render the next batches in a worker process while the model trains (the same "
+                        "batches in the same order as 0, which renders them between steps)")
     p.add_argument("--device", default="cpu",
                    help="where the model trains (cpu, cuda, cuda:1, ...); the data is always made on the CPU. "
                         "The bundled models were trained on the CPU; a GPU is for trying recipes quickly")
@@ -349,11 +357,62 @@ def held_out_accuracy(model: torch.nn.Module, family: Optional[SiglipFamily], im
     return joint_accuracy(model, image_features.cpu(), text_features.cpu(), labels)
 
 
+class TrainingBatches(torch.utils.data.IterableDataset):
+    """The trainer's stream of texture batches: ``steps`` of them, drawn from one generator seeded with ``seed``.
+
+    Iterating yields a `TrainingBatch` per step. It holds all of the stream's randomness (the
+    per-batch colour subset and the batch itself), so rendering it in a DataLoader worker gives
+    the same batches, in the same order, as rendering it in the training process.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__()
+        self.args = args
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        args = self.args
+        rng = np.random.default_rng(args.seed)
+        for _ in range(args.steps):
+            colours = None
+            if args.colours_per_batch:
+                colours = list(rng.choice(list(COLOURS), size=args.colours_per_batch, replace=False))
+            yield make_training_batch(args.batch_size, args.render_size, rng,
+                                      templated_fraction=args.templated_fraction,
+                                      blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
+                                      partial_fraction=args.partial_fraction, colours=colours)
+
+
+def training_batches(args: argparse.Namespace) -> Iterator[TrainingBatch]:
+    """`TrainingBatches`, rendered in this process (--data-workers 0) or one step ahead in a worker
+    process (--data-workers 1). Why a worker: rendering is single-threaded numpy, about 0.14 s a
+    batch on the 2-core Intel Xeon, a fifth of a micro SigLIP step; in a worker it
+    overlaps with the model's step instead of adding to it."""
+    stream = TrainingBatches(args)
+    if args.data_workers == 0:
+        return iter(stream)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.data_workers,
+                                         prefetch_factor=2)
+    return iter(loader)
+
+
+def learning_rate(step: int, args: argparse.Namespace) -> float:
+    """The peak rate ``args.lr`` times the schedule at ``step`` (0-based): a linear warm-up over
+    ``args.warmup`` steps, then ``args.schedule`` (see --schedule)."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    if args.schedule == "wsd":
+        decay_start = round(args.steps * (1 - args.decay_fraction))
+        if step < decay_start:
+            return args.lr
+        return args.lr * (args.steps - step) / max(1, args.steps - decay_start)
+    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
 
     device = torch.device(args.device)
@@ -397,10 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         peek_images, _, peek_labels = make_batch(256, args.render_size, np.random.default_rng([args.seed, 104729]))
 
     def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return learning_rate(step, args)
 
     n_params = sum(p.numel() for p in model.parameters())
     print(f"micro {args.family}: {n_params / 1e6:.2f} M parameters, {args.steps} steps x {args.batch_size} pairs, "
@@ -409,15 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     data_time = 0.0
     running = None
     model.train()
+    batches = training_batches(args)
     for step in range(args.steps):
         t0 = time.perf_counter()
-        colours = None
-        if args.colours_per_batch:
-            colours = list(rng.choice(list(COLOURS), size=args.colours_per_batch, replace=False))
-        batch = make_training_batch(args.batch_size, args.render_size, rng,
-                                    templated_fraction=args.templated_fraction,
-                                    blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
-                                    partial_fraction=args.partial_fraction, colours=colours)
+        batch = next(batches)
         images = augment(batch.images, args.image_resolution, args.min_crop, generator)
         images = ((images - mean) / std).to(device)
         unique = sorted(set(batch.captions))

@@ -144,3 +144,25 @@ def test_learning_rate_schedules(trainer, schedule):
         assert rates[90] == pytest.approx(1e-3 * 10 / 20)
     else:
         assert rates[55] == pytest.approx(0.5e-3)  # half-way through the cosine
+
+
+def test_softmax_first_switches_to_the_sigmoid_loss_at_its_step(trainer):
+    """--softmax-first 0.25 of 8 steps: steps 0-1 use CLIP's softmax loss, steps 2-7 SigLIP's sigmoid loss."""
+    import types
+
+    micro_siglip = load_tool("micro_siglip")
+    args = trainer.parse_args(["--family", "siglip", "--steps", "8", "--softmax-first", "0.25"])
+    family = trainer.SiglipFamily.__new__(trainer.SiglipFamily)  # the loss parts only: no tokenizer to train
+    family.parts, family.loss_kind = micro_siglip, args.siglip_loss
+    family.softmax_steps = round(args.softmax_first * args.steps)
+    model = types.SimpleNamespace(logit_scale=torch.tensor(2.3), logit_bias=torch.tensor(-3.0))
+    generator = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=-1)
+    positives = torch.eye(4, dtype=torch.bool)
+    softmax = trainer.contrastive_loss(images, texts, model.logit_scale, positives)
+    sigmoid = micro_siglip.sigmoid_loss(images, texts, model.logit_scale, model.logit_bias, positives)
+    losses = [float(family.loss_fn(model, detach=False, step=step)(images, texts, positives)) for step in range(8)]
+    assert losses == [float(softmax)] * 2 + [float(sigmoid)] * 6
+    with pytest.raises(SystemExit):
+        trainer.parse_args(["--steps", "8", "--softmax-first", "0.25"])  # the CLIP family has no sigmoid to switch to

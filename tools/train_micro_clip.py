@@ -162,6 +162,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--siglip-loss", choices=("sigmoid", "softmax"), default="sigmoid",
                    help="softmax: train the SigLIP-layout model with CLIP's loss instead (a diagnostic that "
                         "separates the layout from the loss; not SigLIP's recipe)")
+    g.add_argument("--softmax-first", type=float, default=0.0, metavar="FRACTION",
+                   help="train the first FRACTION (0-1) of the steps with CLIP's softmax loss, then switch to "
+                        "--siglip-loss; a warm start that deviates from SigLIP's recipe (tests/data/README)")
     p.add_argument("--eval-images", type=int, default=512, help="held-out images for the zero-shot check")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--eval-every", type=int, default=0,
@@ -178,6 +181,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (0 <= args.adversarial_eps <= 1 and 0 <= args.adversarial_fraction <= 1
             and 0 <= args.adversarial_warmup <= 1):
         p.error("--adversarial-eps, --adversarial-fraction and --adversarial-warmup must be in [0, 1]")
+    if not 0 <= args.softmax_first <= 1:
+        p.error("--softmax-first must be in [0, 1]")
+    if args.softmax_first and not siglip:
+        p.error("--softmax-first applies to --family siglip only")
     return args
 
 
@@ -307,6 +314,7 @@ class SiglipFamily:
         self.context_length = args.context_length
         self.init = args.siglip_init
         self.loss_kind = args.siglip_loss
+        self.softmax_steps = round(args.softmax_first * args.steps)
         self.mean, self.std = micro_siglip.SIGLIP_MEAN, micro_siglip.SIGLIP_STD
 
     def build(self) -> torch.nn.Module:
@@ -315,12 +323,15 @@ class SiglipFamily:
     def tokens(self, captions: list[str]) -> torch.Tensor:
         return self.parts.tokenize(self.tokenizer, captions, self.context_length)
 
-    def loss_fn(self, model: torch.nn.Module, detach: bool) -> LossFn:
+    def loss_fn(self, model: torch.nn.Module, detach: bool, step: int = 0) -> LossFn:
+        """The loss at ``step`` (0-based): softmax during the first --softmax-first steps, then
+        --siglip-loss; ``detach``: the adversary's version (image-to-text half, scale and bias fixed)."""
+        kind = "softmax" if step < self.softmax_steps else self.loss_kind
         def loss(image_features: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
             scale, bias = model.logit_scale, model.logit_bias
             if detach:
                 scale, bias = scale.detach(), bias.detach()
-            if self.loss_kind == "softmax":
+            if kind == "softmax":
                 if detach:  # the adversary attacks the image-to-text half, as for the micro CLIP
                     return image_to_text_loss(image_features, text_features, scale, positives)
                 return contrastive_loss(image_features, text_features, scale, positives)
@@ -486,12 +497,12 @@ def main(argv: list[str] | None = None) -> int:
             k = round(args.adversarial_fraction * images.shape[0])
             perturbed = adversarial_images(model, images[:k], text_features.float(), positives[:k], eps,
                                            std, generator, bf16,
-                                           loss_fn=family.loss_fn(model, detach=True) if family else None)
+                                           loss_fn=family.loss_fn(model, detach=True, step=step) if family else None)
             images = torch.cat([perturbed, images[k:]])
         with encoder_precision(bf16, device.type):
             image_features = model.encode_image(images)
         if family:
-            loss = family.loss_fn(model, detach=False)(image_features.float(), text_features.float(), positives)
+            loss = family.loss_fn(model, detach=False, step=step)(image_features.float(), text_features.float(), positives)
         else:
             loss = contrastive_loss(image_features.float(), text_features.float(), model.logit_scale, positives)
         optimizer.zero_grad(set_to_none=True)

@@ -502,7 +502,7 @@ def joint_accuracy(network: torch.nn.Module, image_features: torch.Tensor, joint
     SigLIP's per-pair sigmoid when ``network`` has a ``logit_bias``, summed over the other attribute."""
     logits = float(network.logit_scale.detach().exp()) * image_features @ joint_features.T
     bias = getattr(network, "logit_bias", None)
-    probs = (logits + float(bias)).sigmoid() if bias is not None else logits.softmax(dim=-1)
+    probs = (logits + float(bias.detach())).sigmoid() if bias is not None else logits.softmax(dim=-1)
     probs = probs.view(-1, len(COLOURS), len(PATTERNS))
     colour_index = torch.tensor([list(COLOURS).index(c) for c, _ in labels])
     pattern_index = torch.tensor([list(PATTERNS).index(p) for _, p in labels])

@@ -97,6 +97,32 @@ def test_open_clip_folder_loads_with_its_own_preprocessing(open_clip_dirs, kind)
     assert not torch.allclose(prompt, encoder.encode_prompt("green dots"))
 
 
+def test_open_clip_towers_run_sequence_first_with_the_same_outputs(open_clip_dirs):
+    """`attention_sequence_first` changes the memory layout of open_clip's own transformers, not
+    their function: the batch-first original gives the same embeddings and image gradients."""
+    import copy
+
+    encoder = load_encoder(f"local-dir:{open_clip_dirs['clip']}")
+    blocks = [*encoder.model.visual.transformer.resblocks, *encoder.model.transformer.resblocks]
+    assert blocks and all(not block.attn.batch_first for block in blocks)
+    original = copy.deepcopy(encoder.model)
+    for module in original.modules():
+        if hasattr(module, "batch_first"):
+            module.batch_first = True
+    assert openclip.attention_sequence_first(copy.deepcopy(original)) == len(blocks)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    pixels = (images - 0.5) / 0.5
+    ours, theirs = encoder.model.encode_image(pixels), original.encode_image(pixels)
+    assert torch.allclose(ours, theirs, atol=tolerances.reordered())
+    grad_ours, = torch.autograd.grad(ours.square().sum(), images, retain_graph=True)
+    grad_theirs, = torch.autograd.grad(theirs.square().sum(), images)
+    assert torch.allclose(grad_ours, grad_theirs, atol=tolerances.reordered())
+    tokens = encoder.tokenizer(["red stripes", "a photo"])
+    with torch.no_grad():
+        assert torch.allclose(encoder.model.encode_text(tokens), original.encode_text(tokens),
+                              atol=tolerances.reordered())
+
+
 def test_open_clip_refuses_a_text_it_would_cut(siglip_like):
     with pytest.raises(ConfigError, match="too long"):
         siglip_like.encode_text(["word " * 40])  # the SigLIP-like test model reads 32 tokens

@@ -58,6 +58,33 @@ def import_open_clip() -> Any:
     return open_clip
 
 
+def attention_sequence_first(model: nn.Module) -> int:
+    """Run open_clip's own transformers (ViT-B-32's towers, CLIP-style text towers) sequence-first.
+
+    open_clip builds them batch-first, (N, L, D); torch's ``nn.MultiheadAttention`` then
+    transposes to (L, N, D) inside every call and its batched matmuls copy strided tensors, which
+    in bf16 on the CPU took 62 % of the tower's time. Sequence-first is open_clip's own other
+    setting (OpenAI CLIP's layout): the same weights and the same function up to float rounding,
+    one transpose per tower instead. Measured (Intel Xeon with AMX, 2 threads, 16 crops at 224 px,
+    bf16 weights): ViT-B-32's image tower forward + backward 3.3 s batch-first, 0.86 s
+    sequence-first. timm towers (SigLIP) attend batch-first without those copies and are left
+    alone, as are blocks open_clip requires batch-first. Returns the number of blocks switched.
+    """
+    open_clip_transformer = import_open_clip().transformer
+    switched = 0
+    for module in model.modules():
+        if not isinstance(module, open_clip_transformer.Transformer) or not module.batch_first:
+            continue
+        blocks = list(module.resblocks)
+        if not all(isinstance(getattr(block, "attn", None), nn.MultiheadAttention) for block in blocks):
+            continue
+        module.batch_first = False
+        for block in blocks:
+            block.attn.batch_first = False
+        switched += len(blocks)
+    return switched
+
+
 class OpenClipEncoder(WeightsCastOnce):
     """A frozen open_clip model (CLIP-style or SigLIP) with the project's encoding steps.
 
@@ -72,6 +99,7 @@ class OpenClipEncoder(WeightsCastOnce):
                  mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.model = model.float().eval().requires_grad_(False)
+        attention_sequence_first(self.model)
         self.tokenizer = tokenizer
         self.name = name
         self.input_resolution = int(image_size)

@@ -154,7 +154,7 @@ def test_softmax_first_switches_to_the_sigmoid_loss_at_its_step(trainer):
     args = trainer.parse_args(["--family", "siglip", "--steps", "8", "--softmax-first", "0.25"])
     family = trainer.SiglipFamily.__new__(trainer.SiglipFamily)  # the loss parts only: no tokenizer to train
     family.parts, family.loss_kind = micro_siglip, args.siglip_loss
-    family.softmax_steps = round(args.softmax_first * args.steps)
+    family.softmax_steps = trainer.softmax_step_count(args)
     model = types.SimpleNamespace(logit_scale=torch.tensor(2.3), logit_bias=torch.tensor(-3.0))
     generator = torch.Generator().manual_seed(0)
     images = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=-1)

@@ -295,6 +295,11 @@ def fp16_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
     return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
 
 
+def softmax_step_count(args: argparse.Namespace) -> int:
+    """How many of the first steps --softmax-first trains with CLIP's softmax loss."""
+    return round(args.softmax_first * args.steps)
+
+
 class SiglipFamily:
     """What the siglip family changes in the training loop (tools/micro_siglip.py holds the parts)."""
 
@@ -314,7 +319,7 @@ class SiglipFamily:
         self.context_length = args.context_length
         self.init = args.siglip_init
         self.loss_kind = args.siglip_loss
-        self.softmax_steps = round(args.softmax_first * args.steps)
+        self.softmax_steps = softmax_step_count(args)
         self.mean, self.std = micro_siglip.SIGLIP_MEAN, micro_siglip.SIGLIP_STD
 
     def build(self) -> torch.nn.Module:
@@ -502,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         with encoder_precision(bf16, device.type):
             image_features = model.encode_image(images)
         if family:
-            loss = family.loss_fn(model, detach=False, step=step)(image_features.float(), text_features.float(), positives)
+            loss_fn = family.loss_fn(model, detach=False, step=step)
+            loss = loss_fn(image_features.float(), text_features.float(), positives)
         else:
             loss = contrastive_loss(image_features.float(), text_features.float(), model.logit_scale, positives)
         optimizer.zero_grad(set_to_none=True)

@@ -123,6 +123,40 @@ def test_open_clip_towers_run_sequence_first_with_the_same_outputs(open_clip_dir
                               atol=tolerances.reordered())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_timm_towers_attend_explicitly_on_the_cpu_with_the_same_outputs(open_clip_dirs, dtype):
+    """On the CPU the encoder switches timm's attention layers (SigLIP's blocks and attention-pool
+    head) from scaled_dot_product_attention to timm's explicit form, a faster kernel choice, not
+    another function: the fused original gives the same embeddings and image gradients."""
+    import copy
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    encoder = load_encoder(f"local-dir:{open_clip_dirs['siglip']}")
+    encoder.autocast_dtype = None if dtype == torch.float32 else dtype
+    original = copy.deepcopy(encoder.model)
+    layers = openclip.timm_attention_layers(encoder.model)
+    assert len(layers) == len(encoder.model.visual.trunk.blocks) + 1  # the blocks and the pool head
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    ours = encoder.encode_image(images)
+    assert not any(layer.fused_attn for layer in layers)
+    assert all(layer.fused_attn for layer in openclip.timm_attention_layers(original))
+    with sdpa_kernel(SDPBackend.MATH):  # the kernel the encoder used before on the CPU
+        theirs = F.normalize(original.encode_image(encoder.preprocess(images).to(dtype)).float(), dim=-1)
+    # fp32: the same sums in another order. bf16: the math kernel takes the softmax in fp32, timm's
+    # explicit form in bf16, so a few more half-eps roundings reach the output (measured 0.4 eps on
+    # the embeddings, 1.1 eps on the gradient's relative norm); 4 and 16 eps leave room for other CPUs.
+    if dtype == torch.float32:
+        atol, gradient_rtol = tolerances.reordered(), tolerances.reordered_gradient()
+    else:
+        atol, gradient_rtol = 4 * tolerances.eps(dtype), 16 * tolerances.eps(dtype)
+    assert torch.allclose(ours, theirs, atol=atol)
+    direction = torch.linspace(-1, 1, ours.shape[1])  # the embeddings are unit vectors: project them
+    grad_ours, = torch.autograd.grad((ours * direction).sum(), images)
+    grad_theirs, = torch.autograd.grad((theirs * direction).sum(), images)
+    assert (grad_ours - grad_theirs).norm() <= gradient_rtol * grad_theirs.norm()
+
+
 def test_open_clip_refuses_a_text_it_would_cut(siglip_like):
     with pytest.raises(ConfigError, match="too long"):
         siglip_like.encode_text(["word " * 40])  # the SigLIP-like test model reads 32 tokens

@@ -8,6 +8,8 @@ the loss it attacks.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,21 @@ def test_softmax_first_switches_to_the_sigmoid_loss_at_its_step(trainer):
     assert losses == [float(softmax)] * 2 + [float(sigmoid)] * 6
     with pytest.raises(SystemExit):
         trainer.parse_args(["--steps", "8", "--softmax-first", "0.25"])  # the CLIP family has no sigmoid to switch to
+
+
+def test_siglip_trainer_attends_explicitly_on_the_cpu_only(trainer):
+    """The trainer's kernel choice for the timm trunk: timm's explicit attention on the CPU (faster
+    there, see SiglipFamily.prepare), timm's own choice elsewhere."""
+    import json
+
+    from clipstyle_opt.encoders.openclip import timm_attention_layers
+
+    micro_siglip = load_tool("micro_siglip")
+    config = json.loads((Path(__file__).parent / "data" / "micro_siglip" / "open_clip_config.json").read_text())
+    family = trainer.SiglipFamily.__new__(trainer.SiglipFamily)  # no tokenizer to train
+    for device, fused in (("cuda", True), ("cpu", False)):
+        model = micro_siglip.build_model(config)
+        layers = timm_attention_layers(model)
+        assert len(layers) == len(model.visual.trunk.blocks) + 1 and all(layer.fused_attn for layer in layers)
+        family.prepare(model, torch.device(device))
+        assert all(layer.fused_attn is fused for layer in layers)

@@ -343,6 +343,17 @@ class SiglipFamily:
             return self.parts.sigmoid_loss(image_features, text_features, scale, bias, positives)
         return loss
 
+    def prepare(self, model: torch.nn.Module, device: torch.device) -> None:
+        """On the CPU, timm's explicit attention instead of torch's math kernel, as the project's
+        encoder does (`clipstyle_opt.encoders.openclip.timm_attention_layers`): measured on the
+        2-core Intel Xeon (AMX), bf16 autocast, the image tower's forward + backward for 128
+        textures took 0.30 s against 0.36 s. A kernel choice, not saved with the model."""
+        from clipstyle_opt.encoders.openclip import timm_attention_layers
+
+        if device.type == "cpu":
+            for layer in timm_attention_layers(model):
+                layer.fused_attn = False
+
     def save(self, model: torch.nn.Module, out: Path) -> int:
         return self.parts.save_folder(model, self.tokenizer, self.config, out)
 
@@ -451,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
             model.logit_bias.fill_(bias)
             model.logit_scale.fill_(math.log(args.siglip_scale_init))
     model.to(device)
+    if family:
+        family.prepare(model, device)
     bf16 = args.precision == "bf16" or (args.precision == "auto" and (
         device.type == "cuda" or (torch.backends.mkldnn.is_available()
                                   and torch.ops.mkldnn._is_mkldnn_bf16_supported())))

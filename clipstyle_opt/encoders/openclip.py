@@ -85,6 +85,13 @@ def attention_sequence_first(model: nn.Module) -> int:
     return switched
 
 
+def timm_attention_layers(model: nn.Module) -> list[nn.Module]:
+    """timm's attention layers in ``model`` (SigLIP's ViT blocks and attention-pool head): the
+    modules that carry timm's ``fused_attn`` switch between ``scaled_dot_product_attention``
+    and its explicit form (q k^T, softmax, times v)."""
+    return [module for module in model.modules() if isinstance(getattr(module, "fused_attn", None), bool)]
+
+
 class OpenClipEncoder(WeightsCastOnce):
     """A frozen open_clip model (CLIP-style or SigLIP) with the project's encoding steps.
 
@@ -100,6 +107,7 @@ class OpenClipEncoder(WeightsCastOnce):
         super().__init__()
         self.model = model.float().eval().requires_grad_(False)
         attention_sequence_first(self.model)
+        self._timm_attention = [(layer, layer.fused_attn) for layer in timm_attention_layers(self.model)]
         self.tokenizer = tokenizer
         self.name = name
         self.input_resolution = int(image_size)
@@ -129,8 +137,15 @@ class OpenClipEncoder(WeightsCastOnce):
 
     def _precision(self) -> contextlib.AbstractContextManager:
         stack = contextlib.ExitStack()
-        if self.device.type == "cpu":  # plain matmul attention, as for the OpenAI backend
+        cpu = self.device.type == "cpu"
+        if cpu:  # plain matmul attention, as for the OpenAI backend
             stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        # timm towers (SigLIP): on the CPU, timm's explicit attention rather than torch's math kernel,
+        # which in bf16 copies q, k, v to fp32 and back and scans each row for -inf around its
+        # softmax. Same function up to float rounding (tested). Measured: see benchmarks/RESULTS.md.
+        # On a GPU timm's own choice (fused kernels) stays.
+        for layer, fused in self._timm_attention:
+            layer.fused_attn = fused and not cpu
         return stack
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:

@@ -186,3 +186,16 @@ def test_siglip_trainer_attends_explicitly_on_the_cpu_only(trainer):
         assert len(layers) == len(model.visual.trunk.blocks) + 1 and all(layer.fused_attn for layer in layers)
         family.prepare(model, torch.device(device))
         assert all(layer.fused_attn is fused for layer in layers)
+
+
+def test_adversarial_radius_ramps_after_the_clean_start(trainer):
+    """--adversarial-start 0.5 of 10 steps: steps 0-4 clean, then the radius ramps over
+    --adversarial-warmup 0.2 (2 steps) to --adversarial-eps; the default starts ramping at step 0."""
+    args = trainer.parse_args(["--steps", "10", "--adversarial-eps", "0.04", "--adversarial-warmup", "0.2",
+                               "--adversarial-start", "0.5"])
+    radii = [trainer.adversarial_radius(step, args) for step in range(10)]
+    assert radii == pytest.approx([0.0] * 5 + [0.02] + [0.04] * 4)
+    args.adversarial_start = 0.0
+    assert [trainer.adversarial_radius(step, args) for step in range(3)] == pytest.approx([0.02, 0.04, 0.04])
+    with pytest.raises(SystemExit):
+        trainer.parse_args(["--adversarial-start", "1.5"])

@@ -137,6 +137,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="share of each batch that is perturbed (the rest stays clean)")
     p.add_argument("--adversarial-warmup", type=float, default=0.3,
                    help="share of the steps over which the radius ramps up linearly from 0")
+    p.add_argument("--adversarial-start", type=float, default=0.0,
+                   help="share of the steps trained on clean images only before the adversarial part (and "
+                        "its ramp) begins; 0: from the first step")
     g = p.add_argument_group("model (clip.model.CLIP arguments; for siglip: embed dim = the trunk's width, "
                              "the image tower is --siglip-trunk)")
     g.add_argument("--embed-dim", type=int, default=128)
@@ -179,8 +182,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.vocab_size is None:
         args.vocab_size = 256 if siglip else 49408
     if not (0 <= args.adversarial_eps <= 1 and 0 <= args.adversarial_fraction <= 1
-            and 0 <= args.adversarial_warmup <= 1):
-        p.error("--adversarial-eps, --adversarial-fraction and --adversarial-warmup must be in [0, 1]")
+            and 0 <= args.adversarial_warmup <= 1 and 0 <= args.adversarial_start <= 1):
+        p.error("--adversarial-eps, --adversarial-fraction, --adversarial-warmup and --adversarial-start "
+                "must be in [0, 1]")
     if not 0 <= args.softmax_first <= 1:
         p.error("--softmax-first must be in [0, 1]")
     if args.softmax_first and not siglip:
@@ -293,6 +297,17 @@ def fp16_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
     casts each tensor to its parameter's dtype on loading, so the file loads unchanged."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def adversarial_radius(step: int, args: argparse.Namespace) -> float:
+    """The L-infinity radius (pixel units, [0, 1]) of the adversarial part at ``step`` (0-based); 0: clean.
+
+    Clean for the first --adversarial-start share of the steps, then ramped linearly from 0 to
+    --adversarial-eps over --adversarial-warmup of all the steps."""
+    adversarial_step = step - round(args.adversarial_start * args.steps)
+    if adversarial_step < 0:
+        return 0.0
+    return args.adversarial_eps * min(1.0, (adversarial_step + 1) / max(1.0, args.adversarial_warmup * args.steps))
 
 
 def softmax_step_count(args: argparse.Namespace) -> int:
@@ -510,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             group["lr"] = lr_at(step) * group.get("lr_scale", 1.0)
         with encoder_precision(bf16, device.type):
             text_features = model.encode_text(tokens)[index]
-        if args.adversarial_eps > 0:
-            eps = args.adversarial_eps * min(1.0, (step + 1) / max(1.0, args.adversarial_warmup * args.steps))
+        eps = adversarial_radius(step, args)
+        if eps > 0:
             k = round(args.adversarial_fraction * images.shape[0])
             perturbed = adversarial_images(model, images[:k], text_features.float(), positives[:k], eps,
                                            std, generator, bf16,

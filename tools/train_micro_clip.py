@@ -26,7 +26,8 @@ by images perturbed to raise the loss. A model trained on clean images alone
 can be steered by the stylization into faint streaks that it scores as
 "stripes"; a model that small perturbations cannot move has gradients that
 look like the pattern, so the stylization draws it (tests/data/README gives
-the figures).
+the figures). ``--adversarial-start`` trains clean before that part begins:
+faster to learn the patterns, but the adversarial part then costs accuracy.
 
 ``--family siglip`` trains a micro SigLIP instead (tools/micro_siglip.py):
 open_clip's ``CustomTextCLIP`` in SigLIP's layout, its own unigram tokenizer,

@@ -199,3 +199,49 @@ def test_adversarial_radius_ramps_after_the_clean_start(trainer):
     assert [trainer.adversarial_radius(step, args) for step in range(3)] == pytest.approx([0.02, 0.04, 0.04])
     with pytest.raises(SystemExit):
         trainer.parse_args(["--adversarial-start", "1.5"])
+
+
+def test_free_mode_perturbation_stays_in_its_ball_and_raises_the_loss(trainer, setup):
+    """--adversarial-mode free moves last step's images along the sign of the gradient that step's
+    backward gave; here the gradient is taken at the clean images, as the training step takes it."""
+    model, images, text, positives, std = setup
+    eps = 8 / 255
+    clean = images.clone().requires_grad_(True)
+    trainer.image_to_text_loss(model.encode_image(clean).float(), text, model.logit_scale.detach(),
+                               positives).backward()
+    perturbed = trainer.carry_perturbed(images, clean.grad, eps, std, torch.Generator().manual_seed(0))
+    pixel_change = (perturbed - images) * std
+    assert float(pixel_change.abs().max()) <= eps * (1 + 1e-5)
+    assert float(pixel_change.abs().mean()) > eps / 2
+    random_sign = images + eps / std * torch.randint(0, 2, images.shape, generator=torch.Generator().manual_seed(1)
+                                                     ).mul(2).sub(1)
+    attacked, noisy = (loss_of(trainer, model, x, text, positives) for x in (perturbed, random_sign))
+    print(f"loss clean {loss_of(trainer, model, images, text, positives):.4f}, random signs {noisy:.4f}, "
+          f"free-mode perturbation {attacked:.4f}")
+    assert attacked > noisy and attacked > loss_of(trainer, model, images, text, positives)
+
+
+def test_free_mode_carries_half_the_batch_after_the_clean_start(trainer):
+    """The stream renders only the images not carried over: none in fgsm mode or before the first
+    adversarial step, none at that step (nothing to carry yet), then --adversarial-fraction of the batch."""
+    args = trainer.parse_args(["--steps", "10", "--batch-size", "8", "--adversarial-start", "0.5",
+                               "--adversarial-mode", "free"])
+    assert trainer.carried_counts(args) == [0] * 6 + [4] * 4
+    assert [len(b.captions) for b in trainer.training_batches(args)] == [8] * 6 + [4] * 4
+    args.adversarial_fraction = 0.75  # more than the fresh part: carry what there is
+    assert trainer.carried_counts(args) == [0] * 6 + [6, 2, 6, 2]
+    args.adversarial_mode = "fgsm"
+    assert trainer.carried_counts(args) == [0] * 10
+
+
+@pytest.mark.parametrize("data_workers", ["0", "1"])
+def test_training_loop_in_free_mode(trainer, tmp_path, data_workers):
+    """Four steps of the whole loop, two of them with carried, perturbed images, with the data
+    rendered in-process or in a worker: the loop's batch layout and the stream's must agree."""
+    out = tmp_path / "tiny.pt"
+    code = trainer.main(["--out", str(out), "--steps", "4", "--warmup", "1", "--batch-size", "8",
+                         "--render-size", "40", "--eval-images", "8", "--log-every", "4",
+                         "--embed-dim", "32", "--vision-layers", "1", "--vision-width", "64", "--text-width", "64",
+                         "--text-layers", "1", "--image-resolution", "32", "--threads", "1", "--precision", "fp32",
+                         "--adversarial-mode", "free", "--adversarial-start", "0.25", "--data-workers", data_workers])
+    assert code == 0 and out.exists()

@@ -28,6 +28,9 @@ can be steered by the stylization into faint streaks that it scores as
 look like the pattern, so the stylization draws it (tests/data/README gives
 the figures). ``--adversarial-start`` trains clean before that part begins:
 faster to learn the patterns, but the adversarial part then costs accuracy.
+``--adversarial-mode free`` makes the perturbed part without an extra pass: it
+is the step before's fresh images, moved along the input gradient that step's
+own backward gave, so an adversarial step costs what a clean one does.
 
 ``--family siglip`` trains a micro SigLIP instead (tools/micro_siglip.py):
 open_clip's ``CustomTextCLIP`` in SigLIP's layout, its own unigram tokenizer,
@@ -141,6 +144,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--adversarial-start", type=float, default=0.0,
                    help="share of the steps trained on clean images only before the adversarial part (and "
                         "its ramp) begins; 0: from the first step")
+    p.add_argument("--adversarial-mode", choices=("fgsm", "free"), default="fgsm",
+                   help="fgsm: the perturbed part is made from this step's images with an extra forward and "
+                        "backward (Wong et al. 2020); free: it is last step's fresh images, pushed along the "
+                        "input gradient that step's own backward already gave (no extra pass; one step stale, "
+                        "in the spirit of Shafahi et al. 2019), so each rendered image is seen clean and then "
+                        "perturbed")
     g = p.add_argument_group("model (clip.model.CLIP arguments; for siglip: embed dim = the trunk's width, "
                              "the image tower is --siglip-trunk)")
     g.add_argument("--embed-dim", type=int, default=128)
@@ -284,6 +293,19 @@ def adversarial_images(model: torch.nn.Module, images: torch.Tensor, text_featur
     return images + delta
 
 
+def carry_perturbed(images: torch.Tensor, grad: torch.Tensor, eps: float, std: torch.Tensor,
+                    generator: torch.Generator) -> torch.Tensor:
+    """Normalized ``images`` moved, within an L-infinity ball of ``eps`` pixel units, along the sign of
+    ``grad`` (the loss's gradient at them, from the training step's own backward) from a uniform random
+    start: --adversarial-mode free's perturbed part for the next step. The gradient is one step stale
+    and taken at the clean image rather than at the random start, so the attack is weaker than
+    `adversarial_images`, but it costs no extra forward and backward."""
+    scale = (eps / std).to(images.device).expand_as(images[:1])
+    start = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * scale
+    delta = torch.maximum(torch.minimum(start + 1.25 * scale * grad.sign(), scale), -scale)
+    return images + delta
+
+
 def build(args: argparse.Namespace) -> CLIP:
     heads = args.text_width // 64
     if heads < 1:
@@ -415,14 +437,27 @@ class TrainingBatches(torch.utils.data.IterableDataset):
     def __iter__(self):  # type: ignore[no-untyped-def]
         args = self.args
         rng = np.random.default_rng(args.seed)
-        for _ in range(args.steps):
+        for carried in carried_counts(args):
             colours = None
             if args.colours_per_batch:
                 colours = list(rng.choice(list(COLOURS), size=args.colours_per_batch, replace=False))
-            yield make_training_batch(args.batch_size, args.render_size, rng,
+            yield make_training_batch(args.batch_size - carried, args.render_size, rng,
                                       templated_fraction=args.templated_fraction,
                                       blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
                                       partial_fraction=args.partial_fraction, colours=colours)
+
+
+def carried_counts(args: argparse.Namespace) -> list[int]:
+    """How many of each step's ``batch_size`` images are carried over from the step before
+    (--adversarial-mode free: last step's fresh images, perturbed); the stream renders only the rest.
+    0 at every step in fgsm mode and in the clean steps."""
+    counts, carried = [], 0
+    perturbed = round(args.adversarial_fraction * args.batch_size)
+    for step in range(args.steps):
+        counts.append(carried)
+        free = args.adversarial_mode == "free" and adversarial_radius(step, args) > 0
+        carried = min(perturbed, args.batch_size - carried) if free else 0
+    return counts
 
 
 def training_batches(args: argparse.Namespace) -> Iterator[TrainingBatch]:
@@ -511,28 +546,41 @@ def main(argv: list[str] | None = None) -> int:
     running = None
     model.train()
     batches = training_batches(args)
+    carried: Optional[TrainingBatch] = None  # --adversarial-mode free: last step's images, perturbed
     for step in range(args.steps):
         t0 = time.perf_counter()
         batch = next(batches)
+        captions, image_labels, caption_labels = batch.captions, batch.image_labels, batch.caption_labels
+        n_fresh = len(captions)
+        n_carried = 0 if carried is None else carried.images.shape[0]
+        assert n_carried + n_fresh == args.batch_size, "carried_counts() disagrees with the loop"
         images = augment(batch.images, args.image_resolution, args.min_crop, generator)
         images = ((images - mean) / std).to(device)
-        unique = sorted(set(batch.captions))
-        index = torch.tensor([unique.index(c) for c in batch.captions], device=device)
+        if carried is not None:
+            images = torch.cat([carried.images, images])
+            captions = carried.captions + captions
+            image_labels = carried.image_labels + image_labels
+            caption_labels = carried.caption_labels + caption_labels
+        unique = sorted(set(captions))
+        index = torch.tensor([unique.index(c) for c in captions], device=device)
         tokens = (family.tokens(unique) if family else tokenize_trimmed(unique, args.context_length)).to(device)
-        positives = batch.positives().to(device)
+        positives = TrainingBatch(images, captions, image_labels, caption_labels).positives().to(device)
         data_time += time.perf_counter() - t0
 
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step) * group.get("lr_scale", 1.0)
         with encoder_precision(bf16, device.type):
             text_features = model.encode_text(tokens)[index]
+        k = round(args.adversarial_fraction * images.shape[0])
         eps = adversarial_radius(step, args)
-        if eps > 0:
-            k = round(args.adversarial_fraction * images.shape[0])
+        free = args.adversarial_mode == "free" and eps > 0
+        if eps > 0 and not free:
             perturbed = adversarial_images(model, images[:k], text_features.float(), positives[:k], eps,
                                            std, generator, bf16,
                                            loss_fn=family.loss_fn(model, detach=True, step=step) if family else None)
             images = torch.cat([perturbed, images[k:]])
+        if free:
+            images.requires_grad_(True)
         with encoder_precision(bf16, device.type):
             image_features = model.encode_image(images)
         if family:
@@ -545,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
+        carried = None
+        if free:
+            fresh = slice(n_carried, n_carried + min(k, n_fresh))
+            carried = TrainingBatch(
+                carry_perturbed(images.detach()[fresh], images.grad[fresh], eps, std, generator),
+                captions[fresh], image_labels[fresh], caption_labels[fresh])
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         value = loss.item()

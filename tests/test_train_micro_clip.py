@@ -245,3 +245,24 @@ def test_training_loop_in_free_mode(trainer, tmp_path, data_workers):
                          "--text-layers", "1", "--image-resolution", "32", "--threads", "1", "--precision", "fp32",
                          "--adversarial-mode", "free", "--adversarial-start", "0.25", "--data-workers", data_workers])
     assert code == 0 and out.exists()
+
+
+def test_tokenizer_trainer_remakes_the_bundled_micro_siglip_tokenizer():
+    """With the pinned sentencepiece (constraints.txt), training the tokenizer again gives the bundled
+    folder's pieces, and every caption the generator writes fits the 16-token context. Another
+    sentencepiece release gives other pieces (0.2.3: 140, and 17-token captions): this fails then."""
+    import json
+
+    micro_siglip = load_tool("micro_siglip")
+    tokenizer = micro_siglip.train_tokenizer()
+    bundled = json.loads((Path(__file__).parent / "data" / "micro_siglip" / "tokenizer.json").read_text())
+    assert [piece for piece, _ in bundled["model"]["vocab"]] == [
+        tokenizer.convert_ids_to_tokens(i) for i in range(len(tokenizer))]
+    assert micro_siglip.longest_caption(tokenizer)[0] <= 16
+
+
+def test_siglip_trainer_stops_at_once_when_a_caption_overflows_the_context(trainer):
+    """The check runs before training (it once came after half an hour, in the final evaluation)."""
+    args = trainer.parse_args(["--family", "siglip", "--context-length", "8"])
+    with pytest.raises(SystemExit, match=r"into \d+ tokens, over --context-length 8"):
+        trainer.SiglipFamily(args)

@@ -121,6 +121,17 @@ def train_tokenizer(vocab_size: int = 256) -> Any:
                                    model_max_length=1_000_000)
 
 
+def longest_caption(tokenizer: Any) -> tuple[int, str]:
+    """(token count with the end-of-text token, caption) of the longest caption in `caption_corpus`."""
+    return max((len(tokenizer(text).input_ids), text) for text in caption_corpus())
+
+
+def sentencepiece_version() -> str:
+    import sentencepiece
+
+    return getattr(sentencepiece, "__version__", "unknown")
+
+
 def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch.Tensor:
     """Token ids (N, context_length), padded to the full context as open_clip's HFTokenizer does
     (SigLIP pools the last position, so the padding length matters)."""

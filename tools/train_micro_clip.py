@@ -349,6 +349,15 @@ class SiglipFamily:
 
         self.parts = micro_siglip
         self.tokenizer = micro_siglip.train_tokenizer(args.vocab_size)
+        longest = micro_siglip.longest_caption(self.tokenizer)
+        if longest[0] > args.context_length:
+            # Checked here, not after training: the final evaluation's templated captions would
+            # otherwise fail to fit half an hour later (seen with sentencepiece 0.2.3, 140 pieces).
+            raise SystemExit(
+                f"error: the tokenizer splits {longest[1]!r} into {longest[0]} tokens, over --context-length "
+                f"{args.context_length} (sentencepiece {micro_siglip.sentencepiece_version()}, "
+                f"{len(self.tokenizer)} pieces); install the pinned one (repository root): "
+                f"pip install -c constraints.txt -e '.[train]'")
         width = MICRO_TRUNKS[args.siglip_trunk]["embed_dim"]
         self.config = micro_siglip.model_config(
             trunk=args.siglip_trunk, image_size=args.image_resolution, embed_dim=width,

@@ -65,8 +65,8 @@ def test_tokenizer_is_the_folder_s_own(micro_siglip):
     assert 2 not in unseen[:5]  # an unseen word falls apart into letters, not <unk>
 
 
-# The bar: >= 90 % colour, >= 80 % pattern. The bundled model reaches about 87 % pattern on
-# this held-out seed (88 % on the trainer's); chance is 12.5 %.
+# The bar: >= 90 % colour, >= 80 % pattern. The bundled model reaches 88 % joint pattern on
+# this held-out seed (87 % on the trainer's); chance is 12.5 %.
 PATTERN_FLOOR = 0.8
 
 

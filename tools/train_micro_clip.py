@@ -35,14 +35,17 @@ own backward gave, so an adversarial step costs what a clean one does.
 ``--family siglip`` trains a micro SigLIP instead (tools/micro_siglip.py):
 open_clip's ``CustomTextCLIP`` in SigLIP's layout, its own unigram tokenizer,
 and SigLIP's pairwise sigmoid loss with a learned scale and bias, saved as a
-``local-dir:`` folder. Same data, augmentation, adversarial half and schedule.
+``local-dir:`` folder. Same data and augmentation; the bundled one's schedule and adversarial
+part differ (the command below; tests/data/README says why).
 
 Examples (the commands that made the bundled models)::
 
     python tools/train_micro_clip.py --out tests/data/micro_clip.pt --seed 0 --steps 1200 \
         --adversarial-eps 0.0314 --adversarial-fraction 0.5 --adversarial-warmup 0.3
     python tools/train_micro_clip.py --family siglip --context-length 16 --siglip-init clip \
-        --steps 3000 --eval-every 250 --out tests/data/micro_siglip --seed 0
+        --seed 0 --steps 1900 --schedule wsd --decay-fraction 0.3 --adversarial-mode free \
+        --adversarial-start 0.5 --adversarial-warmup 0.1 --adversarial-fraction 0.375 \
+        --data-workers 1 --eval-every 250 --out tests/data/micro_siglip
 """
 from __future__ import annotations
 

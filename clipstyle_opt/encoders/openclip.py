@@ -275,7 +275,7 @@ MICRO_TRUNKS = {
                                   class_token=False, global_pool="map", pre_norm=True),
     # A trial trunk, not bundled: the same at patch 16 (4 x 4 tokens instead of 8 x 8), for a cheaper
     # step (0.40 s against 0.55 s, Intel Xeon). It did not learn the patterns (45 % after 2800 steps, 88 % at patch
-    # 8; tests/data/README), so the bundled model keeps patch 8.
+    # 8 after 3000 with the same recipe; tests/data/README), so the bundled model keeps patch 8.
     "clipstyle_vit_micro64_p16": dict(img_size=64, patch_size=16, embed_dim=192, depth=4, num_heads=3,
                                       mlp_ratio=4.0, class_token=False, global_pool="map", pre_norm=True),
 }

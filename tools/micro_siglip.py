@@ -126,12 +126,6 @@ def longest_caption(tokenizer: Any) -> tuple[int, str]:
     return max((len(tokenizer(text).input_ids), text) for text in caption_corpus())
 
 
-def sentencepiece_version() -> str:
-    import sentencepiece
-
-    return getattr(sentencepiece, "__version__", "unknown")
-
-
 def tokenize(tokenizer: Any, texts: Sequence[str], context_length: int) -> torch.Tensor:
     """Token ids (N, context_length), padded to the full context as open_clip's HFTokenizer does
     (SigLIP pools the last position, so the padding length matters)."""

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import math
 import os
@@ -358,9 +359,9 @@ class SiglipFamily:
             # otherwise fail to fit half an hour later (seen with sentencepiece 0.2.3, 140 pieces).
             raise SystemExit(
                 f"error: the tokenizer splits {longest[1]!r} into {longest[0]} tokens, over --context-length "
-                f"{args.context_length} (sentencepiece {micro_siglip.sentencepiece_version()}, "
-                f"{len(self.tokenizer)} pieces); install the pinned one (repository root): "
-                f"pip install -c constraints.txt -e '.[train]'")
+                f"{args.context_length} (sentencepiece {importlib.metadata.version('sentencepiece')}, "
+                f"{len(self.tokenizer)} pieces); raise --context-length, or install the pinned sentencepiece "
+                f"(repository root): pip install -c constraints.txt -e '.[train]'")
         width = MICRO_TRUNKS[args.siglip_trunk]["embed_dim"]
         self.config = micro_siglip.model_config(
             trunk=args.siglip_trunk, image_size=args.image_resolution, embed_dim=width,

@@ -3,7 +3,7 @@
 Makes a short clip (a slow pan across an example photo, 24 frames of 256 x 192
 at 12 fps, H.264), restyles it with a U-Net (``--unet`` file, or a width-16
 U-Net with seeded random weights) through `clipstyle apply`, and prints
-`clipstyle_opt.video.flicker` of both, in 8-bit levels. An output flicker
+`clipstyle_opt.unet.video.flicker` of both, in 8-bit levels. An output flicker
 well above the input's would mean the stylization itself varies between
 frames (for instance through its per-frame InstanceNorm statistics).
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--unet", default=None, help="A saved U-Net (default: seeded random weights).")
     args = parser.parse_args()
     from clipstyle_opt import engine
-    from clipstyle_opt.video import flicker, frames_rgb
+    from clipstyle_opt.unet.video import flicker, frames_rgb
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -37,15 +37,15 @@ sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig  # noqa: E402
 from clipstyle_opt.config import clip_batch_for  # noqa: E402
-from clipstyle_opt.augment import sample_crop_params  # noqa: E402
-from clipstyle_opt.cuda_graph import CapturedStep, captured_optimizer  # noqa: E402
+from clipstyle_opt.objective.augment import sample_crop_params  # noqa: E402
+from clipstyle_opt.training.captured import CapturedStep, captured_optimizer  # noqa: E402
 from clipstyle_opt.devices import (cpu_model, precision_name, resolve_device, resolve_precision,  # noqa: E402
                                    reuse_freed_cpu_memory)
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
 from clipstyle_opt.engine import seeded_unet  # noqa: E402
 from clipstyle_opt.imageio import load_image, resize  # noqa: E402
-from clipstyle_opt.objective import StyleObjective  # noqa: E402
+from clipstyle_opt.objective.style_objective import StyleObjective  # noqa: E402
 from clipstyle_opt.testing import RANDOM_CLIP_SIZES, CLIP  # noqa: E402
 
 PHOTO = ROOT / "examples" / "astronaut.png"

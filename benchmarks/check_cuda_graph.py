@@ -29,14 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig  # noqa: E402
-from clipstyle_opt.augment import sample_crop_params  # noqa: E402
-from clipstyle_opt.cuda_graph import CapturedStep, captured_optimizer  # noqa: E402
+from clipstyle_opt.objective.augment import sample_crop_params  # noqa: E402
+from clipstyle_opt.training.captured import CapturedStep, captured_optimizer  # noqa: E402
 from clipstyle_opt.devices import resolve_precision  # noqa: E402
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
 from clipstyle_opt.engine import seeded_unet, training_hw  # noqa: E402
 from clipstyle_opt.imageio import load_image, resize  # noqa: E402
-from clipstyle_opt.objective import StyleObjective  # noqa: E402
+from clipstyle_opt.objective.style_objective import StyleObjective  # noqa: E402
 from clipstyle_opt.testing import CLIP, RANDOM_CLIP_SIZES  # noqa: E402
 
 

@@ -20,12 +20,11 @@ from typing import Any, Callable, NoReturn
 
 import click
 
-from .config import DEVICES, PRECISIONS, PRESETS, VGG_ARCHS, StyleConfig, preset_summary, read_config_file
+from .config import DEVICES, FUSIONS, PRECISIONS, PRESETS, VGG_ARCHS, StyleConfig, preset_summary, read_config_file
 from .devices import is_out_of_memory
 from .errors import ClipstyleError, ClipstyleWarning, ConfigError, NonFiniteLossError
-from .guidance import FUSIONS
 from .imageio import check_output_file, check_writable
-from .tiling import DEFAULT_TILE_SIZE, STATS_MODES
+from .unet.tiling import DEFAULT_TILE_SIZE, STATS_MODES
 from .interrupts import exit_code
 
 # One line of help per StyleConfig field; the default shown is the reference default.
@@ -317,11 +316,11 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
     """
     from .devices import resolve_device, resolve_precision
     from .engine import Stylizer, focus_map_path, output_hw, training_hw
-    from .guidance import make_guidance
+    from .objective.guidance import make_guidance
     from .imageio import read_image, save_image
     from .interrupts import GracefulStop
-    from .masks import load_mask
-    from .prompts import check_text
+    from .objective.masks import load_mask
+    from .encoders.prompts import check_text
 
     # Everything that can be checked is checked before any model loads.
     given = _given_on_command_line(flag_values)

@@ -11,7 +11,7 @@ import click
 from .devices import is_out_of_memory, resolve_device
 from .errors import ClipstyleError, ConfigError, ImageReadError, OutOfMemoryError
 from .imageio import check_min_size, check_output_file, check_writable, pil_to_rgb8
-from .restyle import OutputSize, Restyler, photos_in, target_hw, training_size_of
+from .unet.restyle import OutputSize, Restyler, photos_in, target_hw, training_size_of
 
 
 def _bar(quiet: bool, total: Optional[int], unit: str, desc: str) -> Any:
@@ -50,7 +50,7 @@ def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int
     """Check everything, load the U-Net once, restyle, write atomically (see `cli.apply_command`)."""
     from .engine import load_unet
     from .imageio import read_image, save_image
-    from .video import OUTPUT_SUFFIXES, import_av, is_video, probe, stylize_video
+    from .unet.video import OUTPUT_SUFFIXES, import_av, is_video, probe, stylize_video
 
     size = OutputSize(output_size, output_scale, max_output_size)
     if tile_size % 8 or tile_size < 152:

@@ -14,8 +14,9 @@ from typing import Any, Mapping
 
 from .encoders.registry import ensemble
 from .errors import ConfigError
-from .guidance import FUSIONS
 
+FUSIONS = ("loss", "embedding")
+"""How several prompts combine (`clipstyle_opt.objective.guidance`)."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 VGG_ARCHS = ("vgg16", "vgg19")
@@ -41,7 +42,7 @@ class StyleConfig:
     fusion: str = "loss"
     """How several prompts combine: ``loss`` (weighted sum of each prompt's directional and patch
     losses) or ``embedding`` (one direction from the weighted mean of their text embeddings);
-    see `clipstyle_opt.guidance`. One prompt is the same either way."""
+    see `clipstyle_opt.objective.guidance`. One prompt is the same either way."""
     style_image_clip: float = 0.0
     """Share in [0, 1] of the CLIP guidance taken by the style images' image-guided directions
     (norm(E_I(style) - E_I(photo))); the prompts share the rest. 0: style images give the Gram loss only."""
@@ -70,7 +71,7 @@ class StyleConfig:
     """Training long side in px (64..4096); both sides are rounded to multiples of 8."""
     output_size: int | None = None
     """Long side of the final image in px; None = the content's own size (capped at max_output_size if set).
-    Outputs larger than 2048 x 2048 px are rendered tile by tile (`clipstyle_opt.tiling`)."""
+    Outputs larger than 2048 x 2048 px are rendered tile by tile (`clipstyle_opt.unet.tiling`)."""
     max_output_size: int | None = None
     """Cap on the final long side when output_size is None (px); None = no cap. The number of output pixels
     is limited only by $CLIPSTYLE_MAX_PIXELS (the reading limit, 200 M by default)."""
@@ -86,7 +87,7 @@ class StyleConfig:
     # deviation: the reference always runs every step.
     early_stop: int = 0
     """Patience in steps: stop once the smoothed patch loss (the total loss when lambda_patch is 0) has not
-    improved by early_stop_delta for this many steps in a row; 0 = off. The rule: `clipstyle_opt.stopping`."""
+    improved by early_stop_delta for this many steps in a row; 0 = off. The rule: `clipstyle_opt.training.stopping`."""
     early_stop_delta: float = 0.01
     """Relative improvement of the smoothed loss that resets the patience (0.01 = 1 %), in [0, 1)."""
     # deviation: the reference trains at one size. A coarse phase trains first at a smaller size
@@ -119,7 +120,7 @@ class StyleConfig:
     """Patch scores (1 - cos) below this are rejected (set to 0); 0 disables rejection."""
     attention_patch: bool = False
     """Weight each crop's patch score by the mean relevance of its window on the photo for the focus
-    text (else the prompts), computed once (`clipstyle_opt.relevance`); normalized to mean 1 per step."""
+    text (else the prompts), computed once (`clipstyle_opt.objective.relevance`); normalized to mean 1 per step."""
 
     # --- run --------------------------------------------------------------
     clip_batch: int | None = None
@@ -132,7 +133,7 @@ class StyleConfig:
     """torch.compile CLIP's image tower: tens of seconds of compiling once per Stylizer, then
     faster steps (on this 2-core CPU 0.35 s less per reference step); needs a C++ compiler on CPU."""
     cuda_graph: bool = True
-    """On CUDA, capture each training step as one CUDA graph and replay it (`clipstyle_opt.cuda_graph`):
+    """On CUDA, capture each training step as one CUDA graph and replay it (`clipstyle_opt.training.captured`):
     the same result (beyond float rounding), several times fewer seconds per step; ignored on other
     devices and with several regions. Off: plain steps, chunked by ``clip_batch``."""
     device: str = "auto"

@@ -17,24 +17,24 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from . import augment
+from .objective import augment
 from .config import StyleConfig, clip_batch_for
-from .cuda_graph import CapturedStep, can_capture, captured_optimizer, step_lr
+from .training.captured import CapturedStep, can_capture, captured_optimizer, step_lr
 from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
 from .encoders.base import ImageTextEncoder
 from .encoders.registry import encoder_list, ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
-from .guidance import Guidance, PromptSpec, make_guidance
+from .objective.guidance import Guidance, PromptSpec, make_guidance
 from .imageio import (MAX_PIXELS_ENV, MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file,
                       fit_size, load_image, max_pixels, resize, save_image, to_pil)
-from .masks import composite, load_mask, resize_mask, union
-from .objective import TERM_NAMES, StyleObjective
-from .prompts import check_text
-from .restyle import render_hw
-from .stopping import EarlyStop
-from .tiling import DEFAULT_TILE_SIZE, StatsMode, apply_tiled
-from .unet import StyleUNet
+from .objective.masks import composite, load_mask, resize_mask, union
+from .objective.style_objective import TERM_NAMES, StyleObjective
+from .encoders.prompts import check_text
+from .unet.restyle import render_hw
+from .training.stopping import EarlyStop
+from .unet.tiling import DEFAULT_TILE_SIZE, StatsMode, apply_tiled
+from .unet.model import StyleUNet
 
 # Changing these needs other encoders, so they are fixed per Stylizer.
 ENCODER_KEYS = ("clip_model", "clip_weights", "vgg", "device", "precision", "content_layers", "style_layers", "compile")
@@ -224,7 +224,7 @@ def training_hw(height: int, width: int, config: StyleConfig, what: str = "photo
 
 UNTILED_PIXELS = 2048 * 2048
 """`Stylizer` applies its U-Net to outputs up to this many pixels in one piece (as before outputs had no
-tiling); larger ones tile by tile (`clipstyle_opt.tiling`)."""
+tiling); larger ones tile by tile (`clipstyle_opt.unet.tiling`)."""
 
 
 def output_hw(height: int, width: int, config: StyleConfig) -> tuple[int, int]:
@@ -296,14 +296,14 @@ class Stylizer:
         """Train a U-Net so that ``content`` takes on ``prompt``; return the stylized image.
 
         prompt: a text; several texts (equal weights, or ``weights``); (text, weight) pairs; or a
-            `Guidance`. Several prompts combine as ``fusion`` says (`clipstyle_opt.guidance`).
+            `Guidance`. Several prompts combine as ``fusion`` says (`clipstyle_opt.objective.guidance`).
         content / style_image: path, PIL image, HxWx3 array or (1, 3, H, W) tensor in [0, 1];
             several style images mix their Gram targets by ``style_weights`` (equal by default).
         mask: white = stylize, black = keep (path, image or (1, 1, H, W) tensor; resized to the photo):
             crops are drawn where it is, the content loss is weighted by 1 - mask and the output is
             composited over the photo with it. regions: (mask, prompt(s)) pairs, each region with its
             own prompts and its own share of the crops, in one U-Net. focus: a text whose relevance
-            map (`clipstyle_opt.relevance`) becomes the mask, soft or cut at ``focus_threshold``,
+            map (`clipstyle_opt.objective.relevance`) becomes the mask, soft or cut at ``focus_threshold``,
             inverted with ``focus_invert``. Only one of mask, regions and focus.
         overrides: any `StyleConfig` field except the encoder ones (steps=50, lambda_c=300, ...).
         callback: called after every step with a `StepInfo`.
@@ -315,9 +315,9 @@ class Stylizer:
             ``extra["steps_done"]``.
 
         With ``early_stop`` set, a run whose smoothed patch loss stopped improving ends
-        early (`clipstyle_opt.stopping`), with ``extra["early_stopped"]`` and ``extra["steps_done"]``.
+        early (`clipstyle_opt.training.stopping`), with ``extra["early_stopped"]`` and ``extra["steps_done"]``.
 
-        Raises `ConfigError` for an empty prompt or one too long for CLIP (`clipstyle_opt.prompts`),
+        Raises `ConfigError` for an empty prompt or one too long for CLIP (`clipstyle_opt.encoders.prompts`),
         `ImageReadError` for an unreadable or too small image, `OutOfMemoryError` naming the
         settings to lower, and `NonFiniteLossError` (carrying the last good `Result`) when a
         loss term becomes NaN or infinite.
@@ -348,7 +348,7 @@ class Stylizer:
             return [resize_mask(load_mask(region.mask, "--region mask"), train_hw).to(self.device)
                     for region in guidance.regions], None
         if guidance.focus is not None:
-            from .relevance import focus_mask, relevance_map
+            from .objective.relevance import focus_mask, relevance_map
 
             relevance = relevance_map(self.clip, content_train, guidance.focus).to(self.device)
             mask = focus_mask(relevance, guidance.focus_threshold, guidance.focus_invert)
@@ -406,7 +406,7 @@ class Stylizer:
                 step += 1
                 step_started = time.perf_counter()
                 params = _draw_crops(pconfig, phase.hw, generator, phase.crop_masks)
-                if graphed:  # one replay: forward, backward and the Adam step (see clipstyle_opt.cuda_graph)
+                if graphed:  # one replay: forward, backward and the Adam step (see clipstyle_opt.training.captured)
                     if captured is None:
                         captured = CapturedStep(unet, phase.objective, phase.content, optimizer, params,
                                                 capture=device.type == "cuda")
@@ -480,7 +480,7 @@ class Stylizer:
         mask = union(crop_masks) if crop_masks else None
         attention = relevance
         if config.attention_patch and attention is None:
-            from .relevance import relevance_map
+            from .objective.relevance import relevance_map
 
             attention = sum(t.weight * relevance_map(self.clip, content_train, t.text) for t in guidance.texts)
         objective = StyleObjective(self.encoders, self.vgg, config, content_train, guidance, style_tensor,
@@ -599,7 +599,7 @@ def _path_or_none(source: Any) -> Optional[str]:
     return None
 
 
-UNET_FORMAT = "clipstyle_opt.unet/1"
+UNET_FORMAT = "clipstyle_opt.unet.model/1"
 
 
 def save_unet(unet: StyleUNet, path: str | Path, metadata: dict[str, Any], *, overwrite: bool = False) -> Path:
@@ -635,7 +635,7 @@ def load_unet(path: str | Path) -> tuple[StyleUNet, dict[str, Any]]:
         raise ImageReadError(f"not a clipstyle U-Net file, or a damaged one: {path} "
                              f"({type(exc).__name__}: {_first_line(exc)[:120]})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("format"), str) \
-            or not payload["format"].startswith("clipstyle_opt.unet/"):
+            or not payload["format"].startswith("clipstyle_opt.unet.model/"):
         raise ImageReadError(f"not a clipstyle U-Net file: {path} (saved by `clipstyle stylize --save-unet`?)")
     if payload["format"] != UNET_FORMAT:
         raise ImageReadError(f"{path} is a U-Net of another clipstyle_opt version (format {payload['format']!r}); "
@@ -662,12 +662,12 @@ def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size:
 
     Output size: the content's own by default (no cap), else ``output_size`` (long side, px)
     or ``output_scale`` (times each side), at most ``max_output_size`` on the long side
-    (`clipstyle_opt.restyle.target_hw`). Images larger than ``tile_size`` are applied tile by
-    tile (`clipstyle_opt.tiling`); for bounded memory on files use `clipstyle_opt.restyle.Restyler`.
+    (`clipstyle_opt.unet.restyle.target_hw`). Images larger than ``tile_size`` are applied tile by
+    tile (`clipstyle_opt.unet.tiling`); for bounded memory on files use `clipstyle_opt.unet.restyle.Restyler`.
     An output no larger than the training size saved with the U-Net is rendered on that grid and
-    resized (`clipstyle_opt.restyle.render_hw`), so the photo it was trained on comes out as trained.
+    resized (`clipstyle_opt.unet.restyle.render_hw`), so the photo it was trained on comes out as trained.
     """
-    from .restyle import OutputSize, target_hw, training_size_of
+    from .unet.restyle import OutputSize, target_hw, training_size_of
 
     unet, metadata = load_unet(unet_path)
     torch_device = resolve_device(device)

@@ -29,7 +29,8 @@ from PIL import Image
 
 from .config import StyleConfig
 from .errors import ConfigError, ImageReadError
-from .evaluate import DEFAULT_SIZE, _find_content, higher_is_better, metric_names, read_results
+from .evaluate import DEFAULT_SIZE, higher_is_better, metric_names, read_results
+from .evaluate.evaluator import _find_content
 from .imageio import atomic_write, check_output_file, read_image, read_metadata
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

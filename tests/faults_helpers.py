@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clipstyle_opt import engine, evaluate
+from clipstyle_opt import engine
+from clipstyle_opt.evaluate import evaluator
 from clipstyle_opt.cli import cli
 
 # Tiny settings: 64 px training, 4 crops of 32 px, fp32 on the CPU.
@@ -58,7 +59,7 @@ def no_model_load(monkeypatch):
 
     monkeypatch.setattr(engine, "load_encoder", refuse)
     monkeypatch.setattr(engine, "load_vgg", refuse)
-    monkeypatch.setattr(evaluate, "load_encoder", refuse)
+    monkeypatch.setattr(evaluator, "load_encoder", refuse)
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_a_folder_is_restyled_with_one_load_of_the_unet(tmp_path, unet, monkeypa
 
 
 def test_flicker_is_the_mean_frame_to_frame_change():
-    from clipstyle_opt.video import flicker
+    from clipstyle_opt.unet.video import flicker
 
     still = [np.full((4, 4, 3), 7, np.uint8)] * 3
     assert flicker(iter(still)) == 0.0

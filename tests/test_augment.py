@@ -1,6 +1,6 @@
 import torch
 
-from clipstyle_opt import augment
+from clipstyle_opt.objective import augment
 from clipstyle_opt.testing import tolerances
 
 

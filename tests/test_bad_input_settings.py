@@ -20,7 +20,7 @@ from clipstyle_opt import Stylizer
 from clipstyle_opt.cli import resolve_output
 from clipstyle_opt.errors import ConfigError
 from clipstyle_opt.imageio import save_image
-from clipstyle_opt.prompts import max_prompt_tokens
+from clipstyle_opt.encoders.prompts import max_prompt_tokens
 
 from faults_helpers import TINY, error_line, fast_models, listing, no_model_load, run, saved_unet  # noqa: F401
 

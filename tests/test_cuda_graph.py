@@ -1,4 +1,4 @@
-"""The CUDA-graph training step (`clipstyle_opt.cuda_graph`), checked on the CPU.
+"""The CUDA-graph training step (`clipstyle_opt.training.captured`), checked on the CPU.
 
 No GPU here: these tests run the captured step's code uncaptured
 (``Stylizer.graph_on_cpu``) and check that it computes what the plain step
@@ -14,12 +14,13 @@ import math
 import pytest
 import torch
 
-from clipstyle_opt import Stylizer, augment
-from clipstyle_opt.cuda_graph import CapturedStep, step_lr
+from clipstyle_opt import Stylizer
+from clipstyle_opt.objective import augment
+from clipstyle_opt.training.captured import CapturedStep, step_lr
 from clipstyle_opt.engine import seeded_unet
 from clipstyle_opt.errors import NonFiniteLossError
 from clipstyle_opt.imageio import load_image, resize
-from clipstyle_opt.objective import StyleObjective
+from clipstyle_opt.objective.style_objective import StyleObjective
 from clipstyle_opt.testing import tolerances
 
 EPS = tolerances.eps()
@@ -182,7 +183,7 @@ def test_a_failed_capture_warns_undoes_the_warm_up_and_steps_uncaptured(tiny_cli
                                                                          monkeypatch):
     """The warm-up really runs (on the CPU, CUDA's stream calls stubbed out), then capturing raises: the
     step must warn, put back the seeded weights and a fresh Adam, and compute what an uncaptured step does."""
-    from clipstyle_opt.cuda_graph import captured_optimizer
+    from clipstyle_opt.training.captured import captured_optimizer
     from clipstyle_opt.errors import ClipstyleWarning
 
     content = resize(load_image(photo), (40, 64))

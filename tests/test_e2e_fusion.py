@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle_opt import losses
-from clipstyle_opt.relevance import relevance_map
+from clipstyle_opt.objective import losses
+from clipstyle_opt.objective.relevance import relevance_map
 from clipstyle_opt.testing.textures import render_texture
 
 from test_e2e_micro_clip import SIZE, photo, run, similarity, stylizer  # noqa: F401  (fixtures and run cache)

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipstyle_opt import StyleConfig, Stylizer, losses
+from clipstyle_opt import StyleConfig, Stylizer
+from clipstyle_opt.objective import losses
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.testing.patterns import orientation_coherence
 

@@ -6,7 +6,7 @@ import pytest
 
 from clipstyle_opt.config import StyleConfig
 from clipstyle_opt.errors import ConfigError
-from clipstyle_opt.stopping import EarlyStop, stop_step
+from clipstyle_opt.training.stopping import EarlyStop, stop_step
 
 
 def noisy(values, scale=0.002, seed=0):

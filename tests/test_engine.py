@@ -154,7 +154,7 @@ def test_an_output_no_larger_than_the_training_size_is_rendered_on_the_training_
 
 
 def test_render_hw_uses_the_training_grid_only_up_to_the_training_size():
-    from clipstyle_opt.restyle import render_hw, training_size_of
+    from clipstyle_opt.unet.restyle import render_hw, training_size_of
 
     assert render_hw(300, 451, (40, 60), 64) == (40, 64)
     assert render_hw(300, 451, (43, 64), 64) == (40, 64)

@@ -6,10 +6,10 @@ fp32 on a fixed seed: loss terms and images must agree to float noise.
 """
 import torch
 
-from clipstyle_opt.augment import sample_crop_params
+from clipstyle_opt.objective.augment import sample_crop_params
 from clipstyle_opt.engine import seeded_unet
 from clipstyle_opt.imageio import load_image, resize
-from clipstyle_opt.objective import StyleObjective
+from clipstyle_opt.objective.style_objective import StyleObjective
 
 from clipstyle_opt.testing import tolerances
 

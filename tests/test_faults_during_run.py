@@ -25,7 +25,7 @@ from PIL import Image
 from clipstyle_opt import engine
 from clipstyle_opt.errors import NonFiniteLossError, WriteError
 from clipstyle_opt.imageio import save_image
-from clipstyle_opt.objective import StyleObjective
+from clipstyle_opt.objective.style_objective import StyleObjective
 
 from faults_helpers import TINY, error_line, fast_models, listing, run, saved_unet  # noqa: F401
 

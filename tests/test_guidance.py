@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle_opt import losses
-from clipstyle_opt.augment import CropParams, sample_crop_params
+from clipstyle_opt.objective import losses
+from clipstyle_opt.objective.augment import CropParams, sample_crop_params
 from clipstyle_opt.errors import ConfigError
-from clipstyle_opt.guidance import make_guidance, normalize_weights, weighted_texts
+from clipstyle_opt.objective.guidance import make_guidance, normalize_weights, weighted_texts
 from clipstyle_opt.imageio import load_image, read_metadata, resize
-from clipstyle_opt.masks import load_mask
-from clipstyle_opt.objective import StyleObjective
+from clipstyle_opt.objective.masks import load_mask
+from clipstyle_opt.objective.style_objective import StyleObjective
 from clipstyle_opt.testing import tolerances
 
 from faults_helpers import TINY, error_line, fast_models, listing, no_model_load, run  # noqa: F401

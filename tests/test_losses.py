@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from clipstyle_opt import losses
+from clipstyle_opt.objective import losses
 
 
 def unit(angle: float) -> torch.Tensor:

@@ -19,11 +19,11 @@ from torch.nn import functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from clipstyle_opt import StyleConfig
-from clipstyle_opt import metrics as M
+from clipstyle_opt.evaluate import metrics as M
 from clipstyle_opt.imageio import load_image, resize
-from clipstyle_opt.losses import content_loss as training_content_loss
-from clipstyle_opt.losses import direction_scores, text_direction
-from clipstyle_opt.perceptual import (DISTS, LPIPS, _alexnet_features, channel_normalize, lpips_linear_weights,
+from clipstyle_opt.objective.losses import content_loss as training_content_loss
+from clipstyle_opt.objective.losses import direction_scores, text_direction
+from clipstyle_opt.evaluate.perceptual import (DISTS, LPIPS, _alexnet_features, channel_normalize, lpips_linear_weights,
                                       vgg16_trunk)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle_opt import tiling
+from clipstyle_opt.unet import tiling
 from clipstyle_opt.engine import apply_unet, seeded_unet
 from clipstyle_opt.errors import ConfigError
 from clipstyle_opt.imageio import load_image
-from clipstyle_opt.restyle import OutputSize, target_hw
-from clipstyle_opt.unet import StyleUNet
+from clipstyle_opt.unet.restyle import OutputSize, target_hw
+from clipstyle_opt.unet.model import StyleUNet
 
 
 TILE = 304  # core 160 px + 2 x 72 px margins

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from clipstyle_opt.engine import apply_unet, seeded_unet
-from clipstyle_opt.unet import StyleUNet, count_parameters
+from clipstyle_opt.unet.model import StyleUNet, count_parameters
 
 
 def test_reference_size_is_about_0_6_million_parameters():

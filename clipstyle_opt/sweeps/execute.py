@@ -17,7 +17,7 @@ from ..config import StyleConfig
 from ..engine import ENCODER_KEYS, Stylizer
 from ..errors import ClipstyleError, NonFiniteLossError
 from ..imageio import ImageSource, load_image, to_pil
-from ..objective import TERM_NAMES
+from ..objective.style_objective import TERM_NAMES
 from .columns import RUN_TIMINGS
 from .spec import Run
 

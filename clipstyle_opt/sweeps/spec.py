@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from ..config import StyleConfig
 from ..errors import ClipstyleError, ConfigError, ImageReadError
 from ..imageio import read_user_text
-from ..prompts import check_text
+from ..encoders.prompts import check_text
 
 SPEC_KEYS = ("name", "contents", "prompts", "style_images", "base", "grid", "zip", "variants", "seeds")
 RUN_AXES = ("content", "prompt", "style_image")

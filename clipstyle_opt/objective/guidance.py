@@ -13,7 +13,7 @@ style images rather than the prompts is `StyleConfig.style_image_clip`.
 
 Fusion of several prompts (`StyleConfig.fusion`), with normalized weights
 w_k, style texts t_k and source text s (every embedding L2-normalized, as in
-`clipstyle_opt.losses`):
+`clipstyle_opt.objective.losses`):
 
 - ``loss``: L = sum_k w_k * L(dT_k) with dT_k = norm(E_T(t_k) - E_T(s)), for
   the global directional loss and the patch loss alike (each prompt's own
@@ -35,11 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
 
-from .errors import ConfigError
-from .prompts import check_text
-
-FUSIONS = ("loss", "embedding")
-"""How several prompts combine (see the module docstring)."""
+from ..config import FUSIONS
+from ..encoders.prompts import check_text
+from ..errors import ConfigError
 
 PromptSpec = Union[str, Sequence[Union[str, tuple[str, float]]]]
 """A prompt, a list of prompts (equal weights) or a list of (prompt, weight) pairs."""
@@ -173,7 +171,7 @@ class Guidance:
     mask: white = stylize, black = keep (any size; soft edges allowed).
     regions: masks each with their own prompts (instead of ``texts`` for the CLIP losses).
     focus: a text; its relevance map over the photo becomes the mask
-        (`clipstyle_opt.relevance`), soft or cut at ``focus_threshold`` in [0, 1],
+        (`clipstyle_opt.objective.relevance`), soft or cut at ``focus_threshold`` in [0, 1],
         inverted with ``focus_invert``.
     """
 

@@ -36,11 +36,11 @@ from typing import Sequence
 
 import torch
 
-from . import augment
-from .devices import is_out_of_memory
-from .errors import ClipstyleWarning
-from .objective import StyleObjective
-from .unet import StyleUNet
+from ..objective import augment
+from ..devices import is_out_of_memory
+from ..errors import ClipstyleWarning
+from ..objective.style_objective import StyleObjective
+from ..unet.model import StyleUNet
 
 WARMUP_STEPS = 3
 """Steps run (and undone) before capture: torch's CUDA-graph notes ask for a few, on a side stream."""

@@ -12,7 +12,7 @@ are the weighted sums of the members' losses (weights summing to 1). The
 embeddings of different members are never mixed: their widths differ.
 A single encoder has weight 1.0 and computes exactly what it did alone.
 
-Guidance (`clipstyle_opt.guidance`): each member may hold several
+Guidance (`clipstyle_opt.objective.guidance`): each member may hold several
 directions, per region: the prompts (fused by loss, or one direction from
 their weighted mean embedding), and, with ``style_image_clip`` > 0, image
 directions norm(E_I(style image) - E_I(content)). The directional loss and
@@ -32,10 +32,10 @@ import torch
 from torch.nn import functional as F
 
 from . import augment, losses
-from .config import StyleConfig
-from .devices import autocast
-from .encoders.base import ImageTextEncoder
-from .encoders.vgg import VGGFeatures
+from ..config import StyleConfig
+from ..devices import autocast
+from ..encoders.base import ImageTextEncoder
+from ..encoders.vgg import VGGFeatures
 from .guidance import Guidance, WeightedText, make_guidance
 
 TERM_NAMES = ("dir", "patch", "content", "tv", "style")
@@ -68,7 +68,7 @@ Direction = tuple[torch.Tensor, float]
 def _text_guides(encoder: ImageTextEncoder, texts: Sequence[WeightedText], source: torch.Tensor,
                  fusion: str) -> list[Direction]:
     """The prompts' (direction, weight) pairs: one per prompt (``loss`` fusion), or one direction from
-    the weighted mean of the prompts' embeddings (``embedding`` fusion; see `clipstyle_opt.guidance`)."""
+    the weighted mean of the prompts' embeddings (``embedding`` fusion; see `clipstyle_opt.objective.guidance`)."""
     embeddings = [encoder.encode_prompt(t.text) for t in texts]
     if fusion == "embedding" and len(texts) > 1:
         mean = F.normalize(sum(t.weight * e for t, e in zip(texts, embeddings)), dim=-1)
@@ -241,7 +241,7 @@ class StyleObjective:
               regions: torch.Tensor | None = None) -> torch.Tensor:
         """Share of these crops the patch rejection keeps (score >= threshold), a () tensor in [0, 1]
         (with several directions: weighted over each crop's region's directions). Not read back to
-        the host here, so that a captured step (`clipstyle_opt.cuda_graph`) can compute it."""
+        the host here, so that a captured step (`clipstyle_opt.training.captured`) can compute it."""
         threshold = self.config.threshold
         if not member.regions:
             scores = losses.direction_scores(crop_embeddings, member.source_embedding, member.direction)

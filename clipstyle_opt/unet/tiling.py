@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .unet import StyleUNet
+from .model import StyleUNet
 
 StatsMode = Literal["thumbnail", "exact"]
 STATS_MODES: tuple[str, ...] = ("thumbnail", "exact")
@@ -405,7 +405,7 @@ def iter_tiles(unet: nn.Module, image: Union[torch.Tensor, np.ndarray], *, tile_
     n_norms = len(_check_norms(unet))
     total = stats_passes(plan, stats, n_norms) + len(plan.tiles)
     if plan.single:
-        from .engine import apply_unet  # the untiled computation itself, bit for bit
+        from ..engine import apply_unet  # the untiled computation itself, bit for bit
 
         with torch.inference_mode():
             output = apply_unet(unet, source.cut((0, source.height, 0, source.width)).to(device))

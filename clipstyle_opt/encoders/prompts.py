@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import warnings
 
-from .encoders.templates import IMAGENET_TEMPLATES
-from .errors import ConfigError
+from .templates import IMAGENET_TEMPLATES
+from ..errors import ConfigError
 
 CONTEXT_LENGTH = 77
 """Tokens CLIP's text encoder reads (all OpenAI CLIP models), start and end marks included."""

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from .errors import ConfigError, ImageReadError
-from .imageio import load_image
+from ..errors import ConfigError, ImageReadError
+from ..imageio import load_image
 
 EMPTY_MASK_MAX = 1.0 / 255.0
 """A mask whose largest value is at most this (one 8-bit level) is all black: nothing would be stylized."""

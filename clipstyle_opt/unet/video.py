@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from .errors import ClipstyleError, ImageReadError
+from ..errors import ClipstyleError, ImageReadError
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 """Inputs with these suffixes are videos."""
@@ -114,7 +114,7 @@ def stylize_video(source: str | Path, target: str | Path, stylize_frame: FrameFn
     called after each frame. Written atomically: on any failure no ``target``
     (nor a temporary file) is left.
     """
-    from .imageio import atomic_write
+    from ..imageio import atomic_write
 
     av = import_av()
     source, target = Path(source), Path(target)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from kornia.filters import gaussian_blur2d
 
-from .encoders.base import ImageTextEncoder
+from ..encoders.base import ImageTextEncoder
 
 WINDOW_SHARE = 1.0 / 3.0
 """Window side as a share of the image's short side."""

@@ -40,10 +40,10 @@ import kornia
 import torch
 from torch.nn import functional as F
 
-from .config import StyleConfig
-from .encoders.clip import ClipEncoder
-from .encoders.vgg import VGGFeatures
-from .imageio import resize
+from ..config import StyleConfig
+from ..encoders.clip import ClipEncoder
+from ..encoders.vgg import VGGFeatures
+from ..imageio import resize
 from .perceptual import DISTS, LPIPS
 
 TextOrEmbedding = Union[str, torch.Tensor]

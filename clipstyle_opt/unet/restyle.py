@@ -27,7 +27,7 @@ grid, 0.54 to 0.57 on the photo shifted by 1, 2 or 4 px, and 0.44 shifted by 8
 renders its training input. A larger output runs the U-Net at the output size
 (tiled), where this costs some fidelity as well as pattern scale.
 
-Large images are applied tile by tile (`clipstyle_opt.tiling`): memory is about
+Large images are applied tile by tile (`clipstyle_opt.unet.tiling`): memory is about
 6 bytes a pixel for the input and output images plus about 0.9 GB for one tile
 (``tile_size`` 1024), on top of about 0.7 GB for Python and torch.
 """
@@ -41,10 +41,10 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from .errors import ConfigError
-from .imageio import MAX_PIXELS_ENV, check_min_size, fit_size, max_pixels, pil_to_rgb8, read_image
+from ..errors import ConfigError
+from ..imageio import MAX_PIXELS_ENV, check_min_size, fit_size, max_pixels, pil_to_rgb8, read_image
 from .tiling import DEFAULT_TILE_SIZE, StatsMode, apply_tiled_uint8
-from .unet import StyleUNet
+from .model import StyleUNet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 """Files a folder given to ``apply`` contributes (by suffix, case-insensitive)."""
@@ -120,7 +120,7 @@ class Restyler:
     """A loaded U-Net and how to apply it; `image` restyles one H x W x 3 uint8 image.
 
     tile_size: tile side in px (margins included, a multiple of 8, >= 152);
-    stats: "thumbnail" or "exact" InstanceNorm statistics for images larger than a tile (`clipstyle_opt.tiling`);
+    stats: "thumbnail" or "exact" InstanceNorm statistics for images larger than a tile (`clipstyle_opt.unet.tiling`);
     training_size: the long side in px the U-Net was trained at (`training_size_of` its metadata): outputs
     no larger are rendered on that grid and resized (`render_hw`); None runs it at the output size.
     """

@@ -22,7 +22,7 @@ import click
 
 from .config import DEVICES, FUSIONS, PRECISIONS, PRESETS, VGG_ARCHS, StyleConfig, preset_summary, read_config_file
 from .devices import is_out_of_memory
-from .errors import ClipstyleError, ClipstyleWarning, ConfigError, NonFiniteLossError
+from .errors import ClipstyleError, ClipstyleWarning, ConfigError, NonFiniteLossError, first_line
 from .imageio import check_output_file, check_writable
 from .unet.tiling import DEFAULT_TILE_SIZE, STATS_MODES
 from .interrupts import exit_code
@@ -241,7 +241,7 @@ def _handle_errors(command: Callable) -> Callable:
             except Exception as exc:
                 if is_out_of_memory(exc):
                     _fail("error: out of memory; use smaller images or settings (see --help)", 1, debug)
-                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                first = first_line(exc, fallback="")[:200]
                 _fail(f"error: unexpected {type(exc).__name__}: {first} (a bug: rerun with --debug for the "
                       "traceback and please report it)", 1, debug)
     return wrapper

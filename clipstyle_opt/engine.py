@@ -24,7 +24,7 @@ from .devices import is_out_of_memory, precision_name, resolve_device, resolve_p
 from .encoders.base import ImageTextEncoder
 from .encoders.registry import encoder_list, ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
-from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError
+from .errors import ClipstyleWarning, ConfigError, ImageReadError, NonFiniteLossError, OutOfMemoryError, first_line
 from .objective.guidance import Guidance, PromptSpec, make_guidance
 from .imageio import (MAX_PIXELS_ENV, MIN_SIDE, ImageSource, atomic_write, check_min_size, check_output_file,
                       fit_size, load_image, max_pixels, resize, save_image, to_pil)
@@ -633,7 +633,7 @@ def load_unet(path: str | Path) -> tuple[StyleUNet, dict[str, Any]]:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError (code or foreign objects refused), RuntimeError (damaged zip), ...
         raise ImageReadError(f"not a clipstyle U-Net file, or a damaged one: {path} "
-                             f"({type(exc).__name__}: {_first_line(exc)[:120]})") from None
+                             f"({type(exc).__name__}: {first_line(exc)[:120]})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("format"), str) \
             or not payload["format"].startswith("clipstyle_opt.unet.model/"):
         raise ImageReadError(f"not a clipstyle U-Net file: {path} (saved by `clipstyle stylize --save-unet`?)")
@@ -646,13 +646,11 @@ def load_unet(path: str | Path) -> tuple[StyleUNet, dict[str, Any]]:
         unet.load_state_dict(payload["state_dict"])
     except Exception as exc:  # missing keys, wrong shapes, a bad width
         raise ImageReadError(f"the U-Net in {path} does not fit this version's network "
-                             f"({type(exc).__name__}: {_first_line(exc)[:120]})") from None
+                             f"({type(exc).__name__}: {first_line(exc)[:120]})") from None
     metadata = payload.get("metadata", {})
     return unet.eval(), metadata if isinstance(metadata, dict) else {}
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def apply_unet_file(unet_path: str | Path, content: ImageSource, *, output_size: int | None = None,

@@ -76,3 +76,14 @@ class Interrupted(KeyboardInterrupt):
 
 class ClipstyleWarning(UserWarning):
     """Something the user should know that does not stop the run (the CLI prints ``warning: ...``)."""
+
+
+def first_line(exc: BaseException, fallback: str | None = None) -> str:
+    """The first line of ``exc``'s message: what a one-line error shows of another library's exception.
+
+    An exception without a message gives ``fallback``, or its type's name when ``fallback`` is None.
+    """
+    lines = str(exc).strip().splitlines()
+    if lines:
+        return lines[0]
+    return type(exc).__name__ if fallback is None else fallback

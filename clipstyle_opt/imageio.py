@@ -33,7 +33,8 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch.nn import functional as F
 
-from .errors import ClipstyleWarning, ConfigError, ImageReadError, OutputExistsError, OutputPathError, WriteError
+from .errors import (ClipstyleWarning, ConfigError, ImageReadError, OutputExistsError, OutputPathError, WriteError,
+                     first_line)
 
 ImageSource = Union[str, os.PathLike, Image.Image, torch.Tensor, np.ndarray]
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -106,7 +107,7 @@ def _to_srgb(image: Image.Image) -> Image.Image:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         converted = ImageCms.profileToProfile(source, profile, _SRGB, outputMode="RGB")
     except Exception as exc:  # PyCMSError, OSError, ValueError...: a broken or mismatched profile
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         warnings.warn(ClipstyleWarning(f"ICC profile not applied ({reason}); the image is read as sRGB"),
                       stacklevel=3)
         return image
@@ -148,10 +149,6 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
 
 
-def _reason(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def read_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open an image file with EXIF orientation applied; one-line `ImageReadError` on failure.
 
@@ -187,11 +184,11 @@ def read_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     except OSError as exc:
         if exc.errno is not None:  # the file system's error (permission denied, I/O error)
             raise ImageReadError(f"cannot read {what} {path}: {exc.strerror}") from None
-        raise ImageReadError(f"{what} is truncated or corrupt: {path} ({_reason(exc)})") from None
+        raise ImageReadError(f"{what} is truncated or corrupt: {path} ({first_line(exc)})") from None
     except MemoryError:
         raise ImageReadError(f"not enough memory to decode {what} {path}") from None
     except Exception as exc:  # Pillow's decoders raise many kinds of errors on damaged data
-        raise ImageReadError(f"{what} is corrupt: {path} ({type(exc).__name__}: {_reason(exc)})") from None
+        raise ImageReadError(f"{what} is corrupt: {path} ({type(exc).__name__}: {first_line(exc)})") from None
     return image
 
 
@@ -240,7 +237,7 @@ def load_image(source: ImageSource, what: str = "image") -> torch.Tensor:
     try:
         array = _pil_to_array(image)
     except (OSError, ValueError) as exc:
-        raise ImageReadError(f"cannot convert the {what} ({image.mode}) to RGB: {_reason(exc)}") from None
+        raise ImageReadError(f"cannot convert the {what} ({image.mode}) to RGB: {first_line(exc)}") from None
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
@@ -372,7 +369,7 @@ def atomic_write_all(items: Sequence[tuple[str | os.PathLike, Callable[[str], An
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         hint = "; free some space or write elsewhere" if full else ""
         state = "it is unchanged" if current.exists() else "nothing was left behind"
-        raise WriteError(f"cannot write {current}: {exc.strerror or _reason(exc)} ({state}){hint}") from None
+        raise WriteError(f"cannot write {current}: {exc.strerror or first_line(exc)} ({state}){hint}") from None
     finally:
         for tmp in temps:
             if os.path.exists(tmp):

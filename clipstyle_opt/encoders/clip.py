@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..errors import ModelUnavailableError
+from ..errors import ModelUnavailableError, first_line
 from .prompts import check_text
 from .base import WeightsCastOnce, resize_and_normalize
 from .templates import IMAGENET_TEMPLATES, fill_templates
@@ -215,6 +215,5 @@ def load_clip(name_or_path: str, device: torch.device | str = "cpu") -> ClipEnco
             warnings.simplefilter("ignore")
             model, _ = openai_clip.load(str(path), device="cpu", jit=False)
     except Exception as exc:  # clip raises many kinds of errors for a bad file
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelUnavailableError(f"cannot load CLIP checkpoint {path}: {first_line}") from None
+        raise ModelUnavailableError(f"cannot load CLIP checkpoint {path}: {first_line(exc)}") from None
     return ClipEncoder(model, name=name_or_path).to(device)

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..errors import ConfigError, ModelUnavailableError
+from ..errors import ConfigError, ModelUnavailableError, first_line
 from .base import WeightsCastOnce, resize_and_normalize
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir
@@ -339,8 +339,7 @@ def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEnc
     except Exception as exc:  # open_clip, timm and the hub raise many kinds of errors
         if offline and not spec.startswith("local-dir:"):  # e.g. weights cached, tokenizer not
             raise ModelUnavailableError(_offline_hint(f"{label} (its tokenizer)")) from None
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ModelUnavailableError(f"cannot load {label}: {first_line}") from None
+        raise ModelUnavailableError(f"cannot load {label}: {first_line(exc)[:300]}") from None
     size, mean, std = _preprocess_values(model)
     encoder = OpenClipEncoder(model, tokenizer, name=f"open_clip:{spec}" if not spec.startswith("local-dir:") else spec,
                               image_size=size, mean=mean, std=std)

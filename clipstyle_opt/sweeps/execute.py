@@ -15,7 +15,7 @@ import torch
 
 from ..config import StyleConfig
 from ..engine import ENCODER_KEYS, Stylizer
-from ..errors import ClipstyleError, NonFiniteLossError
+from ..errors import ClipstyleError, NonFiniteLossError, first_line
 from ..imageio import ImageSource, load_image, to_pil
 from ..objective.style_objective import TERM_NAMES
 from .columns import RUN_TIMINGS
@@ -81,10 +81,6 @@ def _overrides(config: StyleConfig) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in ENCODER_KEYS}
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def execute_run(stylizer: Stylizer, run: Run, *, evaluator: Any = None, content: ImageSource | None = None,
                 style_image: ImageSource | None = None, should_stop: Callable[[], bool] | None = None) -> Outcome:
     """Stylize one run (and score it with ``evaluator``); every error becomes a ``failed`` outcome.
@@ -123,11 +119,11 @@ def execute_run(stylizer: Stylizer, run: Run, *, evaluator: Any = None, content:
     except KeyboardInterrupt:
         raise
     except NonFiniteLossError as exc:
-        return Outcome("failed", error=_first_line(exc), traceback=traceback.format_exc())
+        return Outcome("failed", error=first_line(exc), traceback=traceback.format_exc())
     except ClipstyleError as exc:
-        return Outcome("failed", error=_first_line(exc), traceback=traceback.format_exc())
+        return Outcome("failed", error=first_line(exc), traceback=traceback.format_exc())
     except Exception as exc:  # a bug or an environment failure: recorded, the sweep goes on
-        return Outcome("failed", error=f"{type(exc).__name__}: {_first_line(exc)}", traceback=traceback.format_exc())
+        return Outcome("failed", error=f"{type(exc).__name__}: {first_line(exc)}", traceback=traceback.format_exc())
 
 
 def as_tensor(image: ImageSource) -> torch.Tensor:

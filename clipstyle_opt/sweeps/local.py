@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import ClipstyleError
+from ..errors import ClipstyleError, first_line
 from .execute import EvalSettings, Outcome, encoder_key, execute_run, make_evaluator, make_stylizer
 from .spec import Run
 
@@ -29,7 +29,7 @@ def run_local(runs: Sequence[Run], record: Callable[[Run, Outcome], None], *, ev
             stylizer = make_stylizer(group[0].config)
             evaluator = make_evaluator(eval_settings, stylizer) if eval_settings is not None else None
         except ClipstyleError as exc:
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            message = first_line(exc)
             for run in group:
                 record(run, Outcome("failed", error=f"loading the encoders failed: {message}"))
             continue

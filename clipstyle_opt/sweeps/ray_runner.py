@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import ClipstyleError
+from ..errors import ClipstyleError, first_line
 from .execute import EvalSettings, Outcome, encoder_key
 from .local import group_by_encoder
 from .spec import Run
@@ -54,7 +54,7 @@ class SweepWorker:
                 self.stylizer = make_stylizer(run.config)
                 self.evaluator = make_evaluator(eval_settings, self.stylizer) if eval_settings is not None else None
             except ClipstyleError as exc:
-                self.load_error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                self.load_error = first_line(exc)
         if self.load_error is not None:
             return Outcome("failed", error=f"loading the encoders failed: {self.load_error}")
         return execute_run(self.stylizer, run, evaluator=self.evaluator, content=content, style_image=style)
@@ -145,7 +145,7 @@ def run_ray(runs: Sequence[Run], record: Callable[[Run, Outcome], None], *, work
                 try:
                     outcome = ray.get(future)
                 except Exception as exc:  # the worker died (out of memory, killed): recorded, the sweep goes on
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    first = first_line(exc)
                     outcome = Outcome("failed", error=f"Ray worker failed: {type(exc).__name__}: {first[:200]}")
                     actor = actor_class.remote(threads)
                 record(run, outcome)

@@ -38,7 +38,7 @@ import torch
 
 from ..objective import augment
 from ..devices import is_out_of_memory
-from ..errors import ClipstyleWarning
+from ..errors import ClipstyleWarning, first_line
 from ..objective.style_objective import StyleObjective
 from ..unet.model import StyleUNet
 
@@ -121,7 +121,7 @@ class CapturedStep:
                 raise
             self.graph = None
             self.optimizer.zero_grad(set_to_none=True)
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = first_line(exc)
             warnings.warn(ClipstyleWarning(f"the training step could not be captured as a CUDA graph ({reason}); "
                                            "running it uncaptured, slower (--no-cuda-graph skips the attempt)"),
                           stacklevel=4)

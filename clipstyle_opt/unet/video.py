@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from ..errors import ClipstyleError, ImageReadError
+from ..errors import ClipstyleError, ImageReadError, first_line
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 """Inputs with these suffixes are videos."""
@@ -70,7 +70,7 @@ def probe(path: str | Path) -> VideoInfo:
     except ImageReadError:
         raise
     except Exception as exc:  # av.error.InvalidDataError, OSError...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise ImageReadError(f"not a video, or a damaged one: {path} ({first[:120]})") from None
 
 
@@ -169,7 +169,7 @@ def stylize_video(source: str | Path, target: str | Path, stylize_frame: FrameFn
     except ClipstyleError:
         raise
     except Exception as exc:  # FFmpeg errors while decoding or encoding
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise ClipstyleError(f"cannot convert the video {source} ({type(exc).__name__}: {first[:160]}); "
                              f"nothing was written") from None
     return count

@@ -57,7 +57,7 @@ def _parse_axis(option: str, text: str) -> tuple[str, list[Any]]:
 def shorthand_spec(inputs: tuple[str, ...], prompts: tuple[str, ...], style_images: tuple[str, ...],
                    grids: tuple[str, ...], zips: tuple[str, ...], seeds: Optional[str]) -> tuple[dict, Any]:
     """The spec mapping the shorthand flags describe, and a locator that names the flags in errors."""
-    from ..sweeps.spec import _Where
+    from ..sweeps.spec_file import Where
 
     data: dict[str, Any] = {"name": "sweep", "contents": list(inputs)}
     names: dict[tuple, str] = {("contents",): "photo", ("prompts",): "-p/--prompt",
@@ -77,7 +77,7 @@ def shorthand_spec(inputs: tuple[str, ...], prompts: tuple[str, ...], style_imag
         _, data["seeds"] = _parse_axis("--seeds", f"seed={seeds}")
     if not prompts:
         raise ConfigError("give at least one prompt with -p/--prompt (or a spec file)")
-    return data, _Where("command line", names=names)
+    return data, Where("command line", names=names)
 
 
 def _describe_axes(axes: dict[str, Any], skip: tuple[str, ...] = ()) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from .encoders.registry import ensemble
 from .errors import ConfigError
-from .settings import Setting, check_described, describe, setting
+from .settings import Setting, check_described, describe, docstring_section, setting
 
 FUSIONS = ("loss", "embedding")
 """How several prompts combine (`clipstyle_opt.objective.guidance`)."""
@@ -276,6 +276,7 @@ class StyleConfig:
 
 
 _SETTINGS = describe(StyleConfig)
+StyleConfig.__doc__ = (StyleConfig.__doc__ or "") + docstring_section(_SETTINGS)
 
 ENCODER_KEYS: tuple[str, ...] = tuple(item.name for item in _SETTINGS if item.affects_encoders)
 """Settings whose change needs other encoders, so they are fixed per `Stylizer`."""

@@ -114,6 +114,33 @@ def describe(cls: type) -> tuple[Setting, ...]:
     return tuple(out)
 
 
+def docstring_section(described: tuple[Setting, ...]) -> str:
+    """A reST section listing each setting (type, default, range, unit, what None means, help, details) by group,
+    for the docstring of the class they describe."""
+    lines = ["", "    Settings, by group (`clipstyle_opt.config.settings` gives them as `Setting` objects):"]
+    group = None
+    for item in described:
+        if item.group != group:
+            group = item.group
+            lines += ["", f"    *{group}*", ""]
+        kind = item.type.__name__
+        if item.multiple:
+            kind = f"{kind} or tuple of {kind}" if item.single_ok else f"tuple of {kind}"
+        kind += " or None" if item.optional else ""
+        facts = [kind, f"default {item.default!r}"]
+        if item.range_text():
+            facts.append(item.range_text())
+        elif item.unit:
+            facts.append(item.unit)
+        if item.choices is not None and not item.multiple:
+            facts.append("one of " + ", ".join(item.choices))
+        if item.none_means:
+            facts.append(f"None: {item.none_means}")
+        text = f"{item.help} {item.details}".strip()
+        lines.append(f"    - ``{item.name}`` ({'; '.join(facts)}): {text}")
+    return "\n".join(lines) + "\n"
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -167,4 +194,4 @@ def check_described(obj: Any, described: tuple[Setting, ...], check: Callable[[b
         check(message is None, message or "")
 
 
-__all__ = ["Setting", "setting", "describe", "check_described"]
+__all__ = ["Setting", "setting", "describe", "check_described", "docstring_section"]

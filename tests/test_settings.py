@@ -191,3 +191,12 @@ def test_command_modules_import_common_never_the_group():
         assert not any(name == "clipstyle_opt.cli" or name.startswith(("clipstyle_opt.cli.main", "clipstyle_opt.cli.cli"))
                        for name in found), path.name
     assert set(cli.commands) == {"stylize", "apply", "models", "eval", "report", "sweep", "correlate"}
+
+
+def test_the_settings_docstring_example_runs_and_the_class_docstring_lists_every_setting():
+    import doctest
+
+    for test in doctest.DocTestFinder().find(settings, "settings", globs={"settings": settings}):
+        assert test.examples and doctest.DocTestRunner().run(test).failed == 0
+    for item in SETTINGS:
+        assert f"``{item.name}``" in StyleConfig.__doc__ and item.help in StyleConfig.__doc__

@@ -205,7 +205,9 @@ class StyleConfig:
         """Raise `ConfigError` with one clear line on the first bad value.
 
         Types, ranges and choices come from each field's `Setting` (`settings()`); the checks
-        of the encoders and VGG layers are written here.
+        of the encoders and VGG layers are written here. With several bad values the first
+        reported is, in field order, the first of the wrong type, else the first out of range
+        or choices, else the first bad encoder or layer.
         """
         def check(ok: bool, msg: str) -> None:
             if not ok:

@@ -63,7 +63,7 @@ class Setting:
         if low is None and high is None:
             return ""
         if low is not None and high is not None:
-            if self.type is int:
+            if self.type is int and not (self.exclusive_minimum or self.exclusive_maximum):
                 text = f"in {low}..{high}"
             else:
                 text = f"in {'(' if self.exclusive_minimum else '['}{low}, {high}{')' if self.exclusive_maximum else ']'}"

@@ -1,4 +1,4 @@
 """``python -m clipstyle_opt`` is the same as the ``clipstyle`` command."""
-from .cli import main
+from .cli.main import main
 
 main()

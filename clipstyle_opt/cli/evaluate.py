@@ -1,14 +1,13 @@
-"""``clipstyle eval`` and ``clipstyle report``: parse flags, call `evaluate` / `report`, print."""
+"""``clipstyle eval``: parse flags, call `clipstyle_opt.evaluate.evaluate`, print the table."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import click
 
-from .cli import _handle_errors, cli
-from .config import DEVICES, StyleConfig
-from .errors import ConfigError
+from ..config import DEVICES, StyleConfig
+from ..errors import ConfigError
+from .common import handle_errors
 
 _EVAL_HELP = """Score output IMAGES: text match (CLIP) and content preservation.
 
@@ -41,7 +40,7 @@ size, so outputs of any size (or squashed) are compared pixel for pixel.
 """
 
 
-@cli.command("eval", help=_EVAL_HELP)
+@click.command("eval", help=_EVAL_HELP)
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--content", type=click.Path(dir_okay=False), default=None,
               help="Content photo for every image (overrides the sidecars).")
@@ -64,18 +63,18 @@ size, so outputs of any size (or squashed) are compared pixel for pixel.
               help="Also write the results as JSON (what `clipstyle report --metrics` reads).")
 @click.option("--overwrite", is_flag=True, help="Replace existing --csv/--json files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the table.")
-@_handle_errors
+@handle_errors
 def eval_command(images: tuple[str, ...], content: Optional[str], prompt: Optional[str], source_text: Optional[str],
                  clip_model: tuple[str, ...], device: str, seed: int, size: int, metric_list: Optional[str],
                  csv_path: Optional[str], json_path: Optional[str], overwrite: bool, quiet: bool) -> None:
-    from .evaluate import METRICS, check_metrics, check_outputs, evaluate
+    from ..evaluate import METRICS, check_metrics, check_outputs, evaluate
 
     metrics = check_metrics(m.strip() for m in metric_list.split(",") if m.strip()) if metric_list else METRICS
     if size and size < 16:
         raise ConfigError(f"--size must be 0 or >= 16 px, got {size}")
     if csv_path and json_path and csv_path == json_path:
         raise ConfigError("--csv and --json must be different files")
-    from .imageio import sidecar_path
+    from ..imageio import sidecar_path
 
     inputs = [*images, *(sidecar_path(image) for image in images), *([content] if content else [])]
     check_outputs(csv_path, json_path, overwrite=overwrite, inputs=inputs)
@@ -99,50 +98,4 @@ def eval_command(images: tuple[str, ...], content: Optional[str], prompt: Option
             click.echo(f"wrote {json_path}", err=True)
 
 
-@cli.command("report")
-@click.argument("directory", type=click.Path(file_okay=False))
-@click.option("-o", "--output", default=None,
-              help="The HTML file to write [default: report.html; DIRECTORY/report.html for a sweep directory].")
-@click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False), default=None,
-              help="Show the metrics of this `clipstyle eval --json` file.")
-@click.option("--clip-model", default=None,
-              help="Compute the metrics now with this CLIP model (name or checkpoint file) [default: no metrics].")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the patch crops (with --clip-model).")
-@click.option("--size", type=click.IntRange(min=0), default=512, show_default=True,
-              help="With --clip-model: long side (px) for LPIPS/DISTS/SSIM/content_loss, as `eval --size`.")
-@click.option("--max-side", type=click.IntRange(32, 4096), default=512, show_default=True,
-              help="Embedded images are shrunk to this long side (px) to keep the file small.")
-@click.option("--title", default=None, help="Page title [default: the directory's name].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing report file.")
-@_handle_errors
-def report_command(directory: str, output: Optional[str], metrics_file: Optional[str], clip_model: Optional[str], device: str,
-                   seed: int, size: int, max_side: int, title: Optional[str], overwrite: bool) -> None:
-    """One self-contained HTML page comparing the outputs under DIRECTORY.
-
-    Per content photo: the content and each output side by side with its
-    prompt, the settings that differ, and metrics (if --metrics or
-    --clip-model). Buttons sort by any metric; a rating mode collects 1-5
-    style and content ratings (optionally blind: labels hidden, order
-    shuffled) and exports them as CSV. No server or network needed.
-
-    A sweep directory (`clipstyle sweep`) shows its results.csv: its eval metrics and its numeric axes as
-    sortable columns, each output labelled with its axis values.
-
-    An output is an image whose sidecar records a prompt; its label is the
-    sidecar's "method" (or "label") field, else its file name, so outputs of
-    other methods join a comparison with a sidecar such as
-    {"prompt": ..., "content": ..., "method": "AdaIN+CLIP"}.
-    """
-    from .report import write_report
-    from .sweeps.store import is_sweep_dir
-
-    if output is None:
-        output = str(Path(directory) / "report.html") if is_sweep_dir(directory) else "report.html"
-    path = write_report(directory, output, metrics_file=metrics_file, clip_model=clip_model, device=device,
-                        seed=seed, size=size or None, max_side=max_side, title=title, overwrite=overwrite)
-    click.echo(f"wrote {path}", err=True)
-
-
-__all__ = ["eval_command", "report_command"]
+__all__ = ["eval_command"]

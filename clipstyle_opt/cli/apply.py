@@ -8,10 +8,13 @@ from typing import Any, Callable, Optional
 
 import click
 
-from .devices import is_out_of_memory, resolve_device
-from .errors import ClipstyleError, ConfigError, ImageReadError, OutOfMemoryError
-from .imageio import check_min_size, check_output_file, check_writable, pil_to_rgb8
-from .unet.restyle import OutputSize, Restyler, photos_in, target_hw, training_size_of
+from ..config import DEVICES
+from ..devices import is_out_of_memory, resolve_device
+from ..errors import ClipstyleError, ConfigError, ImageReadError, OutOfMemoryError
+from ..imageio import check_min_size, check_output_file, check_writable, pil_to_rgb8
+from ..unet.restyle import OutputSize, Restyler, photos_in, target_hw, training_size_of
+from ..unet.tiling import DEFAULT_TILE_SIZE, STATS_MODES
+from .common import handle_errors
 
 
 def _bar(quiet: bool, total: Optional[int], unit: str, desc: str) -> Any:
@@ -47,10 +50,10 @@ def _folder_targets(photos: list[Path], folder: Path) -> list[Path]:
 def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int], output_scale: Optional[float],
               max_output_size: Optional[int], tile_size: int, norm_stats: str, device: str, overwrite: bool,
               quiet: bool) -> None:
-    """Check everything, load the U-Net once, restyle, write atomically (see `cli.apply_command`)."""
-    from .engine import load_unet
-    from .imageio import read_image, save_image
-    from .unet.video import OUTPUT_SUFFIXES, import_av, is_video, probe, stylize_video
+    """Check everything, load the U-Net once, restyle, write atomically (see `apply_command`)."""
+    from ..engine import load_unet
+    from ..imageio import read_image, save_image
+    from ..unet.video import OUTPUT_SUFFIXES, import_av, is_video, probe, stylize_video
 
     size = OutputSize(output_size, output_scale, max_output_size)
     if tile_size % 8 or tile_size < 152:
@@ -144,6 +147,41 @@ def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int
                    f"{time.perf_counter() - started:.1f} s", err=True)
 
 
+@click.command("apply")
+@click.argument("unet", type=click.Path(dir_okay=False))
+@click.argument("content", type=click.Path())
+@click.option("-o", "--output", required=True,
+              help="Output image (.png, .jpg, .webp) or video (.mp4, .mov, .mkv, .webm); for a folder CONTENT, a "
+                   "folder (made if missing) that gets <name>.png per photo.")
+@click.option("--output-size", type=int, default=None,
+              help="Long side of the output in px [default: the input's own size].")
+@click.option("--output-scale", type=float, default=None,
+              help="Output size as a multiple of the input's (0.5: half the width and height). Patterns keep "
+                   "their size in pixels, so a smaller scale makes them larger relative to the picture.")
+@click.option("--max-output-size", type=int, default=None, help="Cap on the output's long side in px [default: none].")
+@click.option("--tile-size", type=int, default=DEFAULT_TILE_SIZE, show_default=True,
+              help="Images larger than this (px a side) are applied tile by tile; ~0.9 KB of memory per tile pixel.")
+@click.option("--norm-stats", type=click.Choice(STATS_MODES), default="thumbnail", show_default=True,
+              help="Tiled images: InstanceNorm statistics from a thumbnail (one small pass) or exact (as untiled; "
+                   "about 8 passes' compute).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@handle_errors
+def apply_command(unet: str, content: str, output: str, output_size: int | None, output_scale: float | None,
+                  max_output_size: int | None, tile_size: int, norm_stats: str, device: str, overwrite: bool,
+                  quiet: bool) -> None:
+    """Restyle CONTENT with a U-Net saved by `stylize --save-unet` (no training).
+
+    CONTENT is a photo, a folder of photos (the U-Net is loaded once), or a
+    video (.mp4, .mov, .mkv, .webm, .avi: every frame, same frame rate, audio
+    kept; needs the `video` extra). Outputs are written atomically.
+    """
+    run_apply(unet, content, output, output_size=output_size, output_scale=output_scale,
+              max_output_size=max_output_size, tile_size=tile_size, norm_stats=norm_stats, device=device,
+              overwrite=overwrite, quiet=quiet)
+
+
 def _guard(work: Callable[[], Any], what: str, tile_size: int) -> Any:
     """Run ``work``; out-of-memory becomes one line naming what to lower."""
     try:
@@ -162,3 +200,6 @@ def _save(save_image: Callable[..., Path], image: Any, target: Path, metadata: d
     return save_image(pil, target, {**metadata, "content": str(content), "applied_from": unet,
                                     "output_size": [int(image.shape[0]), int(image.shape[1])]},
                       overwrite=overwrite)
+
+
+__all__ = ["apply_command", "run_apply"]

@@ -1,4 +1,4 @@
-"""``clipstyle sweep`` and ``clipstyle correlate``: parse flags, call `clipstyle_opt.sweeps`, print."""
+"""``clipstyle sweep``: parse flags, call `clipstyle_opt.sweeps`, print."""
 from __future__ import annotations
 
 import signal
@@ -9,9 +9,9 @@ from typing import Any, Optional
 
 import click
 
-from .cli import _config_options, _given_on_command_line, _handle_errors, cli
-from .errors import ConfigError
-from .interrupts import exit_code
+from ..errors import ConfigError
+from ..interrupts import exit_code
+from .common import config_options, given_on_command_line, handle_errors
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -57,7 +57,7 @@ def _parse_axis(option: str, text: str) -> tuple[str, list[Any]]:
 def shorthand_spec(inputs: tuple[str, ...], prompts: tuple[str, ...], style_images: tuple[str, ...],
                    grids: tuple[str, ...], zips: tuple[str, ...], seeds: Optional[str]) -> tuple[dict, Any]:
     """The spec mapping the shorthand flags describe, and a locator that names the flags in errors."""
-    from .sweeps.spec import _Where
+    from ..sweeps.spec_file import Where
 
     data: dict[str, Any] = {"name": "sweep", "contents": list(inputs)}
     names: dict[tuple, str] = {("contents",): "photo", ("prompts",): "-p/--prompt",
@@ -77,7 +77,7 @@ def shorthand_spec(inputs: tuple[str, ...], prompts: tuple[str, ...], style_imag
         _, data["seeds"] = _parse_axis("--seeds", f"seed={seeds}")
     if not prompts:
         raise ConfigError("give at least one prompt with -p/--prompt (or a spec file)")
-    return data, _Where("command line", names=names)
+    return data, Where("command line", names=names)
 
 
 def _describe_axes(axes: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
@@ -93,7 +93,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-@cli.command("sweep", help=_SWEEP_HELP)
+@click.command("sweep", help=_SWEEP_HELP)
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-p", "--prompt", "prompts", multiple=True, help="A prompt (repeat: an axis). Shorthand only.")
 @click.option("--style-image", "style_images", multiple=True, type=click.Path(dir_okay=False),
@@ -124,21 +124,21 @@ def _duration(seconds: float) -> str:
               help="Steps of the dry run's timing probe, timed by their median (0: no probe, no estimate).")
 @click.option("--show", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many runs --dry-run lists.")
-@_config_options
+@config_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-@_handle_errors
+@handle_errors
 def sweep_command(inputs: tuple[str, ...], prompts: tuple[str, ...], style_images: tuple[str, ...],
                   grids: tuple[str, ...], zips: tuple[str, ...], seeds: Optional[str], output: Optional[str],
                   engine: str, workers: Optional[int], ray_address: Optional[str], do_eval: bool,
                   eval_metrics: Optional[str], eval_clip_model: Optional[str], eval_size: int,
                   rows_axis: Optional[str], cols_axis: Optional[str], no_retry_failed: bool, dry_run: bool,
                   probe_steps: int, show: int, quiet: bool, **flag_values: Any) -> None:
-    from .interrupts import GracefulStop
-    from .sweeps.api import plan, prepare, sweep
-    from .sweeps.sheet import choose_layout
-    from .sweeps.spec import build_spec, load_spec
+    from ..interrupts import GracefulStop
+    from ..sweeps.api import plan, prepare, sweep
+    from ..sweeps.sheet import choose_layout
+    from ..sweeps.spec import build_spec, load_spec
 
-    overrides = _given_on_command_line(flag_values)
+    overrides = given_on_command_line(flag_values)
     is_spec = len(inputs) == 1 and Path(inputs[0]).suffix.lower() in SPEC_SUFFIXES
     if is_spec:
         if prompts or style_images or grids or zips or seeds is not None:
@@ -152,13 +152,13 @@ def sweep_command(inputs: tuple[str, ...], prompts: tuple[str, ...], style_image
         spec = build_spec(data, base_dir=".", where=where, overrides=overrides)
     metrics = tuple(m.strip() for m in eval_metrics.split(",") if m.strip()) if eval_metrics else ()
     if metrics:
-        from .evaluate import check_metrics
+        from ..evaluate import check_metrics
 
         check_metrics(metrics)
     spec = prepare(spec)
     choose_layout(spec.varying_axes(), rows_axis, cols_axis)
     if engine == "ray":
-        from .sweeps.ray_runner import import_ray
+        from ..sweeps.ray_runner import import_ray
 
         import_ray()
 
@@ -205,43 +205,4 @@ def sweep_command(inputs: tuple[str, ...], prompts: tuple[str, ...], style_image
         sys.exit(1)
 
 
-@cli.command("correlate")
-@click.argument("ratings", type=click.Path(dir_okay=False))
-@click.argument("results", type=click.Path(dir_okay=False))
-@click.option("--metrics", "metric_list", default=None,
-              help="Comma-separated result columns to correlate [default: every numeric column but the axes].")
-@click.option("--bootstrap", type=click.IntRange(min=100), default=2000, show_default=True,
-              help="Bootstrap resamples (over outputs) for the 95 % intervals.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the bootstrap.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
-              help="Also draw metric-vs-rating scatter plots into this directory.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write the table as CSV.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --csv file and plots.")
-@_handle_errors
-def correlate_command(ratings: str, results: str, metric_list: Optional[str], bootstrap: int, seed: int,
-                      plot_dir: Optional[str], csv_path: Optional[str], overwrite: bool) -> None:
-    """Which metric tracks what people see: RATINGS (the report page's CSV export, one or several raters,
-    concatenated) against RESULTS (a sweep's results.csv or a `clipstyle eval --csv` table).
-
-    For each metric: Spearman and Kendall correlation with the mean style and the mean content rating over
-    the rated outputs, with bootstrap 95 % intervals; and the raters' agreement (Kendall's W and the mean
-    pairwise Spearman). Outputs are matched by file path (as the report shows it), else by file name.
-    """
-    from .sweeps.correlate import correlate, format_report, plot_correlations
-
-    metrics = [m.strip() for m in metric_list.split(",") if m.strip()] if metric_list else None
-    if csv_path:
-        from .imageio import check_output_file
-
-        check_output_file(csv_path, overwrite, inputs=[ratings, results])
-    report = correlate(ratings, results, metrics=metrics, n_boot=bootstrap, seed=seed)
-    click.echo(format_report(report))
-    if csv_path:
-        report.write_csv(csv_path, overwrite=overwrite)
-        click.echo(f"wrote {csv_path}", err=True)
-    if plot_dir:
-        for path in plot_correlations(report, plot_dir, overwrite=overwrite):
-            click.echo(f"wrote {path}", err=True)
-
-
-__all__ = ["sweep_command", "correlate_command", "shorthand_spec"]
+__all__ = ["sweep_command", "shorthand_spec"]

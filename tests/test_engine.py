@@ -8,7 +8,7 @@ from PIL import Image
 
 import clipstyle_opt
 from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig, Stylizer
-from clipstyle_opt.engine import apply_unet, seeded_unet
+from clipstyle_opt.unet.model import apply_unet, seeded_unet
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.testing import tolerances
 
@@ -154,7 +154,8 @@ def test_an_output_no_larger_than_the_training_size_is_rendered_on_the_training_
 
 
 def test_render_hw_uses_the_training_grid_only_up_to_the_training_size():
-    from clipstyle_opt.unet.restyle import render_hw, training_size_of
+    from clipstyle_opt.sizing import render_hw
+    from clipstyle_opt.unet.io import training_size_of
 
     assert render_hw(300, 451, (40, 60), 64) == (40, 64)
     assert render_hw(300, 451, (43, 64), 64) == (40, 64)

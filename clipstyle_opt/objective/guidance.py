@@ -278,5 +278,5 @@ def make_guidance(prompt: PromptSpec | Guidance | None, *, weights: Sequence[flo
                     focus_threshold, focus_invert, fusion)
 
 
-__all__ = ["FUSIONS", "GUIDANCE_KEYWORDS", "Guidance", "Region", "WeightedImage", "WeightedText", "make_guidance", "normalize_weights",
-           "parse_weights", "weighted_images", "weighted_texts", "file_digest"]
+__all__ = ["FUSIONS", "GUIDANCE_KEYWORDS", "Guidance", "Region", "WeightedImage", "WeightedText", "make_guidance",
+           "normalize_weights", "parse_weights", "weighted_images", "weighted_texts", "file_digest"]

@@ -10,7 +10,10 @@ Public surface::
     frame = sweep("examples/sweeps/clipstyler_ablation.yaml", "runs/ablation")
 """
 from .config import PRESETS, StyleConfig, preset_config
-from .engine import Result, StepInfo, Stylizer, apply_unet_file, load_unet, stylize
+from .engine import Stylizer, stylize
+from .result import Result, StepInfo
+from .unet.io import load_unet
+from .unet.render import apply_unet_file
 from .errors import ClipstyleError, ConfigError, ImageReadError, ModelUnavailableError, OutputExistsError
 from .sweeps.api import sweep
 

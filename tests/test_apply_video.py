@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clipstyle_opt import engine
+from clipstyle_opt.unet import io as unet_io
+from clipstyle_opt.unet.io import save_unet
+from clipstyle_opt.unet.model import seeded_unet
 from clipstyle_opt.cli import cli
 
 av = pytest.importorskip("av")  # the `video` extra, part of `test`
@@ -48,7 +50,7 @@ def run(*args):
 
 @pytest.fixture
 def unet(tmp_path):
-    return engine.save_unet(engine.seeded_unet(4, 0), tmp_path / "style.unet.pt", {"prompt": "fire"})
+    return save_unet(seeded_unet(4, 0), tmp_path / "style.unet.pt", {"prompt": "fire"})
 
 
 def test_a_video_round_trips_with_its_frames_rate_and_audio(tmp_path, unet):
@@ -104,8 +106,8 @@ def test_a_folder_is_restyled_with_one_load_of_the_unet(tmp_path, unet, monkeypa
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     (photos / "notes.txt").write_text("ignored")
     loads = []
-    real_load = engine.load_unet
-    monkeypatch.setattr(engine, "load_unet", lambda path: loads.append(path) or real_load(path))
+    real_unet = unet_io.StyleUNet  # built once per file load_unet reads, whoever imports load_unet
+    monkeypatch.setattr(unet_io, "StyleUNet", lambda width: loads.append(width) or real_unet(width))
     result = run("apply", unet, photos, "-o", tmp_path / "styled", "--output-scale", "0.25")
     assert len(loads) == 1
     assert result.exit_code == 1  # one photo could not be read; the others are written

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from clipstyle_opt.engine import UNET_FORMAT, load_unet
+from clipstyle_opt.unet.io import UNET_FORMAT, load_unet
 from clipstyle_opt.errors import ClipstyleWarning, ImageReadError
 from clipstyle_opt.imageio import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, MIN_SIDE, load_image, read_image
 

@@ -1,7 +1,7 @@
 """The CUDA-graph training step (`clipstyle_opt.training.captured`), checked on the CPU.
 
 No GPU here: these tests run the captured step's code uncaptured
-(``Stylizer.graph_on_cpu``) and check that it computes what the plain step
+(``Stylizer.step_kind = "captured"``) and check that it computes what the plain step
 computes: the same crops, terms, gradients, learning rates, and NaN fallback.
 What they cannot show is that CUDA captures and replays it faithfully; the
 device session's check (`benchmarks/gpu_session.sh`) compares a captured run
@@ -16,8 +16,9 @@ import torch
 
 from clipstyle_opt import Stylizer
 from clipstyle_opt.objective import augment
-from clipstyle_opt.training.captured import CapturedStep, step_lr
-from clipstyle_opt.engine import seeded_unet
+from clipstyle_opt.training.captured import CapturedStep
+from clipstyle_opt.training.steps import step_lr
+from clipstyle_opt.unet.model import seeded_unet
 from clipstyle_opt.errors import NonFiniteLossError
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.objective.style_objective import StyleObjective
@@ -93,7 +94,7 @@ def test_graph_step_trains_like_the_plain_step(tiny_stylizer, photo, monkeypatch
     settings = dict(steps=5, lr_decay_every=2, lr_decay=0.5, max_output_size=64)
     plain = tiny_stylizer.stylize(photo, "fire", **settings)
     one_plain = tiny_stylizer.stylize(photo, "fire", **{**settings, "steps": 1})
-    monkeypatch.setattr(tiny_stylizer, "graph_on_cpu", True)
+    monkeypatch.setattr(tiny_stylizer, "step_kind", "captured")
     graphed = tiny_stylizer.stylize(photo, "fire", **settings)
     one_graphed = tiny_stylizer.stylize(photo, "fire", **{**settings, "steps": 1})
     assert [h["lr"] for h in graphed.history] == pytest.approx([h["lr"] for h in plain.history], rel=1e-12)
@@ -109,7 +110,7 @@ def test_graph_step_trains_like_the_plain_step(tiny_stylizer, photo, monkeypatch
 
 
 def test_graph_step_nan_keeps_the_weights_before_the_last_step(tiny_stylizer, photo, monkeypatch):
-    monkeypatch.setattr(tiny_stylizer, "graph_on_cpu", True)
+    monkeypatch.setattr(tiny_stylizer, "step_kind", "captured")
     settings = dict(max_output_size=64)
     after_one = tiny_stylizer.stylize(photo, "fire", steps=1, **settings)
     original = CapturedStep.step
@@ -129,7 +130,7 @@ def test_graph_step_nan_keeps_the_weights_before_the_last_step(tiny_stylizer, ph
 
 
 def test_graph_step_reports_non_finite_gradients(tiny_stylizer, photo, monkeypatch):
-    monkeypatch.setattr(tiny_stylizer, "graph_on_cpu", True)
+    monkeypatch.setattr(tiny_stylizer, "step_kind", "captured")
     original = CapturedStep.step
 
     def broken(self, params, lr):
@@ -143,7 +144,7 @@ def test_graph_step_reports_non_finite_gradients(tiny_stylizer, photo, monkeypat
 
 
 def test_the_plain_step_runs_where_the_graph_cannot(tiny_stylizer, photo, monkeypatch):
-    monkeypatch.setattr(tiny_stylizer, "graph_on_cpu", True)
+    monkeypatch.setattr(tiny_stylizer, "step_kind", "captured")
     built = []
     original = CapturedStep.__init__
 
@@ -164,12 +165,14 @@ def test_the_plain_step_runs_where_the_graph_cannot(tiny_stylizer, photo, monkey
     assert built == [False, False, False]
 
 
-def test_step_lr_is_steplr():
+@pytest.mark.parametrize("decay", [0.5, 0.7, 0.3, 0.9, 1.0])
+def test_step_lr_is_steplr_bit_for_bit(decay):
+    """Every kind of step takes its rate from `step_lr`: it must be StepLR's own floats, not just close."""
     unet = seeded_unet(4, 0)
     optimizer = torch.optim.SGD(unet.parameters(), lr=0.3)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.7)
-    for phase_step in range(1, 12):
-        assert step_lr(0.3, 0.7, 3, phase_step) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=decay)
+    for phase_step in range(1, 40):
+        assert step_lr(0.3, decay, 3, phase_step) == optimizer.param_groups[0]["lr"], phase_step
         optimizer.step()
         schedule.step()
 
@@ -230,7 +233,7 @@ def test_graph_step_with_an_ensemble_reports_what_the_plain_step_reports(tiny_co
     config = tiny_config.replace(clip_model=[tiny_config.clip_model] * 2, clip_weights=(3, 1))
     stylizer = Stylizer(config, clip=[tiny_clip, tiny_clip], vgg=vgg16)
     plain = stylizer.stylize(photo, "fire", steps=1)
-    stylizer.graph_on_cpu = True
+    stylizer.step_kind = "captured"
     graphed = stylizer.stylize(photo, "fire", steps=1)
     assert set(graphed.history[0]) == set(plain.history[0]) >= {"dir[0]", "patch[1]", "patch_kept[1]"}
     for key in ("dir", "patch", "patch_kept", "dir[1]", "patch[0]", "patch_kept[0]", "total"):

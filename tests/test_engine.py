@@ -8,7 +8,7 @@ from PIL import Image
 
 import clipstyle_opt
 from clipstyle_opt import ConfigError, OutputExistsError, StyleConfig, Stylizer
-from clipstyle_opt.engine import apply_unet, seeded_unet
+from clipstyle_opt.unet.model import apply_unet, seeded_unet
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.testing import tolerances
 
@@ -154,7 +154,8 @@ def test_an_output_no_larger_than_the_training_size_is_rendered_on_the_training_
 
 
 def test_render_hw_uses_the_training_grid_only_up_to_the_training_size():
-    from clipstyle_opt.unet.restyle import render_hw, training_size_of
+    from clipstyle_opt.sizing import render_hw
+    from clipstyle_opt.unet.io import training_size_of
 
     assert render_hw(300, 451, (40, 60), 64) == (40, 64)
     assert render_hw(300, 451, (43, 64), 64) == (40, 64)
@@ -162,6 +163,36 @@ def test_render_hw_uses_the_training_grid_only_up_to_the_training_size():
     assert render_hw(300, 451, (40, 60), None) == (40, 60)  # unknown training size
     assert training_size_of({"config": {"size": 512}}) == 512
     assert training_size_of({}) is None and training_size_of({"config": {"size": "x"}}) is None
+
+
+def _old_output_hw(height, width, config):
+    """The engine's own output-size rule before it became `sizing.target_hw`'s (commit 96dbb94), limit aside."""
+    long_side = config.output_size or min(max(height, width), config.max_output_size or max(height, width))
+    if long_side == max(height, width):
+        return height, width
+    scale = long_side / max(height, width)
+    return max(8, round(height * scale)), max(8, round(width * scale))
+
+
+def test_a_stylization_s_output_size_is_the_one_rule_apply_uses(monkeypatch):
+    from clipstyle_opt.sizing import OutputSize, output_hw, target_hw
+
+    for output_size in (None, 8, 63, 64, 100, 451, 1000):
+        for max_output_size in (None, 8, 64, 300, 451, 2000):
+            config = StyleConfig(output_size=output_size, max_output_size=max_output_size)
+            for height, width in ((300, 451), (451, 300), (64, 64), (8, 1000), (1000, 9)):
+                expected = _old_output_hw(height, width, config)
+                assert output_hw(height, width, config) == expected, (output_size, max_output_size, height, width)
+                assert target_hw(height, width, OutputSize.of(config)) == expected
+    # output_size wins over max_output_size (stylize's rule; apply refuses the pair on its command line)
+    assert output_hw(300, 451, StyleConfig(output_size=200, max_output_size=100)) == (133, 200)
+    monkeypatch.setenv("CLIPSTYLE_MAX_PIXELS", "10000")
+    assert output_hw(300, 451, StyleConfig()) == (300, 451)  # the content's own size: it was read (or given) as is
+    with pytest.raises(ConfigError, match="over the limit of 10,000 px; lower --output-size, or set") as caught:
+        output_hw(300, 451, StyleConfig(output_size=200))
+    assert caught.value.key == "output_size"
+    with pytest.raises(ConfigError, match="lower --output-size or --output-scale, or set"):
+        target_hw(300, 451, OutputSize())
 
 
 def test_a_coarse_phase_trains_at_its_size_first_and_the_fine_phase_continues_from_its_weights(tiny_stylizer, photo):

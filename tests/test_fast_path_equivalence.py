@@ -7,7 +7,7 @@ fp32 on a fixed seed: loss terms and images must agree to float noise.
 import torch
 
 from clipstyle_opt.objective.augment import sample_crop_params
-from clipstyle_opt.engine import seeded_unet
+from clipstyle_opt.unet.model import seeded_unet
 from clipstyle_opt.imageio import load_image, resize
 from clipstyle_opt.objective.style_objective import StyleObjective
 

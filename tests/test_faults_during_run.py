@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipstyle_opt import engine
+from clipstyle_opt.unet import tiling
 from clipstyle_opt.errors import NonFiniteLossError, WriteError
 from clipstyle_opt.imageio import save_image
 from clipstyle_opt.objective.style_objective import StyleObjective
@@ -192,7 +192,7 @@ def test_out_of_memory_in_apply_names_the_output_size(folder, monkeypatch, tmp_p
     def allocate(*args, **kwargs):
         raise CPU_OOM
 
-    monkeypatch.setattr(engine, "apply_unet", allocate)
+    monkeypatch.setattr(tiling, "apply_unet", allocate)  # the one-tile render, as the untiled U-Net
     before = listing(folder)
     result = run("apply", unet, folder / "photo.png", "-o", folder / "out.png")
     assert result.exit_code == 1

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from clipstyle_opt.unet import tiling
-from clipstyle_opt.engine import apply_unet, seeded_unet
+from clipstyle_opt.unet.model import apply_unet, seeded_unet
 from clipstyle_opt.errors import ConfigError
 from clipstyle_opt.imageio import load_image
-from clipstyle_opt.unet.restyle import OutputSize, target_hw
+from clipstyle_opt.sizing import OutputSize, target_hw
 from clipstyle_opt.unet.model import StyleUNet
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from clipstyle_opt.engine import apply_unet, seeded_unet
+from clipstyle_opt.unet.model import apply_unet, seeded_unet
 from clipstyle_opt.unet.model import StyleUNet, count_parameters
 
 

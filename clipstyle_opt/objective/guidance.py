@@ -42,6 +42,11 @@ from ..errors import ConfigError
 PromptSpec = Union[str, Sequence[Union[str, tuple[str, float]]]]
 """A prompt, a list of prompts (equal weights) or a list of (prompt, weight) pairs."""
 
+GUIDANCE_KEYWORDS: tuple[str, ...] = ("weights", "style_weights", "mask", "regions", "focus", "focus_threshold",
+                                      "focus_invert", "fusion")
+"""The keywords that say what a run aims at and where, besides the prompt and the style images: `make_guidance`'s
+and `Stylizer.stylize`'s. ``fusion`` is also a `StyleConfig` setting, which is where ``stylize`` keeps it."""
+
 
 @dataclass(frozen=True)
 class WeightedText:
@@ -273,5 +278,5 @@ def make_guidance(prompt: PromptSpec | Guidance | None, *, weights: Sequence[flo
                     focus_threshold, focus_invert, fusion)
 
 
-__all__ = ["FUSIONS", "Guidance", "Region", "WeightedImage", "WeightedText", "make_guidance", "normalize_weights",
-           "parse_weights", "weighted_images", "weighted_texts", "file_digest"]
+__all__ = ["FUSIONS", "GUIDANCE_KEYWORDS", "Guidance", "Region", "WeightedImage", "WeightedText", "make_guidance",
+           "normalize_weights", "parse_weights", "weighted_images", "weighted_texts", "file_digest"]

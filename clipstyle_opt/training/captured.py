@@ -13,18 +13,19 @@ What a captured step must give up, and how this module keeps the results equal:
   addresses; each step's crops and learning rate are copied in before replay.
 - No host reads inside the step: the crop path reads nothing back (see
   `augment.StaticCrops`), the patch rejection's kept share stays a tensor, and
-  the step's loss values, the gradients' finiteness and the weights before the
-  step are all computed inside the graph and read once after it.
+  the step's loss values and the gradients' finiteness are computed inside the
+  graph and read once after it; the weights before the step are copied into
+  fixed buffers just before the replay (`guards.KeptWeights`).
 - The whole objective in one graph (the one-backward structure of
   `StyleObjective.terms`), not the chunked backward of `StyleObjective.backward`:
   GPU memory is ample, and one CLIP call of 65 images is fewer launches.
 - Adam runs fused and capturable, with the learning rate a device tensor
-  (a float would be baked into the graph); the engine sets it each step.
+  (a float would be baked into the graph); `step` sets it each step.
 - Warm-up steps (torch needs a few before capturing) are undone: the weights
   and Adam's state are put back exactly, so step 1 replays from the weights the
   phase started from (the seeded U-Net, or the coarse phase's result).
 
-Not captured (the engine falls back to plain steps): several regions (their
+Not captured (`steps.resolve_kind` picks the plain step): several regions (their
 crops are selected by value, a host read), and any device but CUDA. With
 ``capture=False`` the same step runs without a graph: that is how the CPU test
 suite checks it computes what the plain step does.
@@ -41,6 +42,7 @@ from ..devices import is_out_of_memory
 from ..errors import ClipstyleWarning, first_line
 from ..objective.style_objective import StyleObjective
 from ..unet.model import StyleUNet
+from .guards import KeptWeights
 
 WARMUP_STEPS = 3
 """Steps run (and undone) before capture: torch's CUDA-graph notes ask for a few, on a side stream."""
@@ -68,26 +70,31 @@ class CapturedStep:
     """
 
     def __init__(self, unet: StyleUNet, objective: StyleObjective, content: torch.Tensor,
-                 optimizer: torch.optim.Adam, first_params: augment.CropParams, *, capture: bool = True) -> None:
+                 optimizer: torch.optim.Adam, first_params: augment.CropParams | None = None, *, capture: bool = True,
+                 kept: KeptWeights | None = None) -> None:
+        """first_params: the first step's crops, which fix the crop buffers' shapes (None: the first `step`'s,
+        and the capture happens then); kept: the run's `KeptWeights` (None: this step's own)."""
         self.unet, self.objective, self.content, self.optimizer = unet, objective, content, optimizer
         self.parameters = [p for p in unet.parameters() if p.requires_grad]
-        self.names = [name for name, p in unet.named_parameters() if p.requires_grad]
-        self.crops = augment.StaticCrops(len(first_params), first_params.size, content.device)
-        self.crops.load(first_params)
-        with torch.no_grad():
-            # The weights before this step and before the last one: a NaN falls back to the latter.
-            self.before_this = [p.detach().clone() for p in self.parameters]
-            self.before_last = [p.detach().clone() for p in self.parameters]
+        # The weights before this step and before the last one: a NaN falls back to the latter.
+        self.kept = kept if kept is not None else KeptWeights(unet)
         self.steps_done = 0
+        self.capture = capture
         self.graph: torch.cuda.CUDAGraph | None = None
-        if capture:
+        self.crops: augment.StaticCrops | None = None
+        if first_params is not None:
+            self._build(first_params)
+
+    def _build(self, first_params: augment.CropParams) -> None:
+        """Allocate the crop buffers for ``first_params``' shapes, then capture (when asked)."""
+        self.crops = augment.StaticCrops(len(first_params), first_params.size, self.content.device)
+        self.crops.load(first_params)
+        if self.capture:
             self._capture()
 
     def _body(self) -> None:
         """The step itself; every tensor it writes is kept on ``self`` (fixed addresses when captured)."""
-        with torch.no_grad():
-            torch._foreach_copy_(self.before_last, self.before_this)
-            torch._foreach_copy_(self.before_this, [p.detach() for p in self.parameters])
+        assert self.crops is not None
         output = self.unet(self.content)
         terms = self.objective.terms(output, self.crops)
         terms["total"].backward()
@@ -124,18 +131,24 @@ class CapturedStep:
             reason = first_line(exc)
             warnings.warn(ClipstyleWarning(f"the training step could not be captured as a CUDA graph ({reason}); "
                                            "running it uncaptured, slower (--no-cuda-graph skips the attempt)"),
-                          stacklevel=4)
+                          stacklevel=6)  # _build, step, the loop, the engine: the stylize call
         with torch.no_grad():  # undo the warm-up: the starting weights, and Adam as if it had never stepped
             torch._foreach_copy_([p.detach() for p in self.parameters], weights)
-            torch._foreach_copy_(self.before_this, weights)
-            torch._foreach_copy_(self.before_last, weights)
             for state in self.optimizer.state.values():
                 for value in state.values():
                     if isinstance(value, torch.Tensor):
                         value.zero_()
 
     def step(self, params: augment.CropParams, lr: float) -> tuple[dict[str, float], bool, torch.Tensor]:
-        """Run one step on ``params``' crops at learning rate ``lr``: (values, gradients finite, output)."""
+        """Run one step on ``params``' crops at learning rate ``lr``: (values, gradients finite, output).
+
+        The interface of `clipstyle_opt.training.steps.TrainingStep`; the output is a fixed buffer, overwritten
+        by the next step.
+        """
+        if self.crops is None:
+            self._build(params)
+        assert self.crops is not None
+        self.kept.record()  # outside the graph: plain copies into fixed buffers before the replay
         self.crops.load(params)
         for group in self.optimizer.param_groups:
             group["lr"].fill_(lr)
@@ -149,17 +162,8 @@ class CapturedStep:
         return dict(zip(self.keys, numbers)), bool(self.grads_finite), self.output
 
     def fallback_state(self) -> dict[str, torch.Tensor] | None:
-        """The weights before the last step (whose output was still finite), or None after one step."""
-        if self.steps_done < 2:
-            return None
-        state = self.unet.state_dict()
-        state.update({name: value.clone() for name, value in zip(self.names, self.before_last)})
-        return state
+        """The weights before the last step (whose output was still finite), or None in the run's first step."""
+        return self.kept.fallback_state()
 
 
-def step_lr(lr: float, decay: float, every: int, phase_step: int) -> float:
-    """The learning rate at ``phase_step`` (1-based) of a phase: ``StepLR``'s, decay every ``every`` steps."""
-    return lr * decay ** ((phase_step - 1) // every)
-
-
-__all__: Sequence[str] = ("CapturedStep", "can_capture", "captured_optimizer", "step_lr", "WARMUP_STEPS")
+__all__: Sequence[str] = ("CapturedStep", "can_capture", "captured_optimizer", "WARMUP_STEPS")

@@ -1,5 +1,5 @@
 """The trained U-Net and everything done with one after training: saving and loading, rendering at
 any size (tiles with frozen normalization statistics), folders of photos and videos."""
-from .model import StyleUNet, count_parameters
+from .model import StyleUNet, apply_unet, count_parameters, seeded_unet
 
-__all__ = ["StyleUNet", "count_parameters"]
+__all__ = ["StyleUNet", "apply_unet", "count_parameters", "seeded_unet"]

@@ -81,6 +81,21 @@ class StyleUNet(nn.Module):
         return torch.sigmoid(self.to_rgb(x))
 
 
+def seeded_unet(width: int, seed: int) -> StyleUNet:
+    """A freshly initialised U-Net whose weights depend only on ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return StyleUNet(width)
+
+
+def apply_unet(unet: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Run the U-Net on an NCHW image in [0, 1] of any size: reflect-pad to multiples of 8, then crop back."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = (-height) % 8, (-width) % 8
+    padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
+    return unet(padded)[..., :height, :width]
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

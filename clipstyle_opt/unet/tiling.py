@@ -35,13 +35,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal, Optional, Sequence, Union
+from typing import Callable, Iterator, Literal, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from .model import StyleUNet
+from .model import StyleUNet, apply_unet
+from .norms import Moments, NormStats, check_norms, frozen_copy, replace_norms, whole_stats
 
 StatsMode = Literal["thumbnail", "exact"]
 STATS_MODES: tuple[str, ...] = ("thumbnail", "exact")
@@ -142,7 +143,7 @@ def receptive_radius(unet: nn.Module, probe: int = 256, _measure: bool = False) 
         return _RADIUS_CACHE[key]
     # the reach does not depend on the width: probe a width-1 twin where there is one (seconds, not minutes)
     probe_net = (StyleUNet(1) if type(unet) is StyleUNet else copy.deepcopy(unet)).cpu().double().eval()
-    _replace_norms(probe_net, lambda name, norm: nn.Identity())
+    replace_norms(probe_net, lambda name, norm: nn.Identity())
     with torch.no_grad():
         for module in probe_net.modules():
             if isinstance(module, nn.Conv2d):  # averaging filters: every path counts, nothing overflows
@@ -188,89 +189,14 @@ def _last_conv(net: nn.Module) -> nn.Module:
     return getattr(net, "to_rgb", convs[-1])
 
 
-# --- InstanceNorm statistics -------------------------------------------------------------------------
-
-@dataclass
-class NormStats:
-    """Per-channel mean and biased variance of one InstanceNorm layer's input over the whole image (float64)."""
-
-    mean: torch.Tensor
-    var: torch.Tensor
-
-
-class FrozenInstanceNorm(nn.Module):
-    """InstanceNorm with given statistics: ``(x - mean) / sqrt(var + eps)``, in place under inference."""
-
-    def __init__(self, stats: NormStats, eps: float) -> None:
-        super().__init__()
-        self.register_buffer("mean", stats.mean.float().view(1, -1, 1, 1))
-        self.register_buffer("inv_std", torch.rsqrt(stats.var + eps).float().view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_inference_mode_enabled():
-            return x.sub_(self.mean).mul_(self.inv_std)
-        return (x - self.mean) * self.inv_std
-
-
-def _norms(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in net.named_modules() if isinstance(m, (nn.InstanceNorm2d, FrozenInstanceNorm))]
-
-
-def _replace_norms(net: nn.Module, make: Callable[[str, nn.Module], nn.Module]) -> None:
-    for name, norm in _norms(net):
-        parent_name, _, child = name.rpartition(".")
-        parent = net.get_submodule(parent_name) if parent_name else net
-        setattr(parent, child, make(name, norm))
-
-
-def _check_norms(unet: nn.Module) -> list[tuple[str, nn.Module]]:
-    norms = _norms(unet)
-    for name, norm in norms:
-        if not isinstance(norm, nn.InstanceNorm2d) or norm.affine or norm.track_running_stats:
-            raise ValueError(f"tiling supports InstanceNorm2d without affine or running stats only; {name} is {norm}")
-    return norms
-
-
-def frozen_copy(unet: nn.Module, stats: Sequence[NormStats]) -> nn.Module:
-    """A copy of ``unet`` whose InstanceNorm layers use ``stats`` (one per layer, in module order)."""
-    norms = _check_norms(unet)
-    if len(norms) != len(stats):
-        raise ValueError(f"{len(stats)} statistics for {len(norms)} norm layers")
-    net = copy.deepcopy(unet).eval()
-    by_name = {name: (s, norm.eps) for (name, norm), s in zip(norms, stats)}
-    _replace_norms(net, lambda name, _norm: FrozenInstanceNorm(*by_name[name]))
-    return net
-
+# --- cutting tiles and their statistics over the whole image ----------------------------------------
 
 class _Stop(Exception):
     """Raised from a hook to end a forward pass once the wanted norm's input has been seen."""
 
 
-class _Moments:
-    """Chan et al.'s parallel combination of per-region count, mean and sum of squared deviations, in float64."""
-
-    def __init__(self, channels: int) -> None:
-        self.count = 0
-        self.mean = torch.zeros(channels, dtype=torch.float64)
-        self.m2 = torch.zeros(channels, dtype=torch.float64)
-
-    def add(self, region: torch.Tensor) -> None:
-        values = region.detach().double().flatten(2)[0]  # (C, n)
-        n = values.shape[1]
-        mean = values.mean(dim=1)
-        m2 = (values - mean[:, None]).square().sum(dim=1)
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta.square() * (self.count * n / total)
-        self.count = total
-
-    def stats(self) -> NormStats:
-        return NormStats(self.mean.clone(), self.m2 / self.count)
-
-
 class TileSource:
-    """Tiles of an image in padded coordinates, reflect-padded at the bottom/right as `engine.apply_unet` pads.
+    """Tiles of an image in padded coordinates, reflect-padded at the bottom/right as `model.apply_unet` pads.
 
     ``image``: (1, 3, H, W) float tensor in [0, 1], or an H x W x 3 uint8 array
     (kept at 8 bits: a tile becomes float only when it is cut).
@@ -311,11 +237,11 @@ def norm_statistics(unet: nn.Module, source: TileSource, plan: TilePlan, device:
     layer in turn, every tile is run up to that layer with the earlier layers
     frozen at their statistics, and its core region is accumulated.
     """
-    norms = _check_norms(unet)
+    norms = check_norms(unet)
     if plan.single:
         found: list[NormStats] = []
         handles = [norm.register_forward_pre_hook(
-            lambda _m, args: found.append(_whole(args[0]))) for _, norm in norms]
+            lambda _m, args: found.append(whole_stats(args[0]))) for _, norm in norms]
         try:
             with torch.inference_mode():
                 unet(source.cut(plan.tiles[0].box).to(device))
@@ -332,7 +258,7 @@ def norm_statistics(unet: nn.Module, source: TileSource, plan: TilePlan, device:
                              torch.ones(n.num_features, dtype=torch.float64)) for _, n in norms[index:]]
         net = frozen_copy(unet, [*stats, *pending]).to(device)
         target = net.get_submodule(name)
-        moments: Optional[_Moments] = None
+        moments: Optional[Moments] = None
         for tile in plan.tiles:
             def grab(_m: nn.Module, args: tuple[torch.Tensor, ...], tile: Tile = tile) -> None:
                 nonlocal moments
@@ -340,7 +266,7 @@ def norm_statistics(unet: nn.Module, source: TileSource, plan: TilePlan, device:
                 scale = (tile.box[1] - tile.box[0]) // x.shape[-2]
                 y0, y1, x0, x1 = ((c - o) // scale for c, o in zip(tile.core, (tile.box[0],) * 2 + (tile.box[2],) * 2))
                 if moments is None:
-                    moments = _Moments(x.shape[1])
+                    moments = Moments(x.shape[1])
                 moments.add(x[..., y0:y1, x0:x1].cpu())
                 raise _Stop
             handle = target.register_forward_pre_hook(grab)
@@ -358,10 +284,6 @@ def norm_statistics(unet: nn.Module, source: TileSource, plan: TilePlan, device:
         stats.append(moments.stats())
     return stats
 
-
-def _whole(x: torch.Tensor) -> NormStats:
-    values = x.detach().double().flatten(2)[0].cpu()
-    return NormStats(values.mean(dim=1), values.var(dim=1, unbiased=False))
 
 
 # --- applying -------------------------------------------------------------------------------------------
@@ -402,11 +324,9 @@ def iter_tiles(unet: nn.Module, image: Union[torch.Tensor, np.ndarray], *, tile_
     unet = unet.to(device).eval()
     fits = max(_round_up(source.height), _round_up(source.width)) <= tile_size
     plan = plan_tiles(source.height, source.width, tile_size, 0 if fits else margin_for(unet))
-    n_norms = len(_check_norms(unet))
+    n_norms = len(check_norms(unet))
     total = stats_passes(plan, stats, n_norms) + len(plan.tiles)
     if plan.single:
-        from ..engine import apply_unet  # the untiled computation itself, bit for bit
-
         with torch.inference_mode():
             output = apply_unet(unet, source.cut((0, source.height, 0, source.width)).to(device))
         if progress is not None:

@@ -58,13 +58,14 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="Also write the figures here.")
     args = parser.parse_args()
 
-    from clipstyle_opt import engine
+    from clipstyle_opt.unet.io import save_unet
+    from clipstyle_opt.unet.model import seeded_unet
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         photo, unet, out = folder / "photo.jpg", folder / "style.unet.pt", folder / "out.jpg"
         make_photo(photo, args.width, args.height)
-        engine.save_unet(engine.seeded_unet(16, 0), unet, {"prompt": "benchmark"})
+        save_unet(seeded_unet(16, 0), unet, {"prompt": "benchmark"})
         command = [sys.executable, "-m", "clipstyle_opt", "apply", str(unet), str(photo), "-o", str(out),
                    "--tile-size", str(args.tile_size), "--norm-stats", args.norm_stats, "--device", args.device, "-q"]
         started = time.perf_counter()

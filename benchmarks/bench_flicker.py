@@ -47,14 +47,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unet", default=None, help="A saved U-Net (default: seeded random weights).")
     args = parser.parse_args()
-    from clipstyle_opt import engine
+    from clipstyle_opt.unet.io import save_unet
+    from clipstyle_opt.unet.model import seeded_unet
     from clipstyle_opt.unet.video import flicker, frames_rgb
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clip, out = folder / "pan.mp4", folder / "out.mp4"
         make_pan(clip)
-        unet = args.unet or str(engine.save_unet(engine.seeded_unet(16, 0), folder / "s.unet.pt", {}))
+        unet = args.unet or str(save_unet(seeded_unet(16, 0), folder / "s.unet.pt", {}))
         subprocess.run([sys.executable, "-m", "clipstyle_opt", "apply", unet, str(clip), "-o", str(out), "-q"],
                        check=True, cwd=ROOT)
         figures = {"input_flicker": round(flicker(frames_rgb(clip)), 3),

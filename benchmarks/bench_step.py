@@ -43,7 +43,7 @@ from clipstyle_opt.devices import (cpu_model, precision_name, resolve_device, re
                                    reuse_freed_cpu_memory)
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
-from clipstyle_opt.engine import seeded_unet  # noqa: E402
+from clipstyle_opt.unet.model import seeded_unet  # noqa: E402
 from clipstyle_opt.imageio import load_image, resize  # noqa: E402
 from clipstyle_opt.objective.style_objective import StyleObjective  # noqa: E402
 from clipstyle_opt.testing import RANDOM_CLIP_SIZES, CLIP  # noqa: E402

@@ -34,7 +34,8 @@ from clipstyle_opt.training.captured import CapturedStep, captured_optimizer  # 
 from clipstyle_opt.devices import resolve_precision  # noqa: E402
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
-from clipstyle_opt.engine import seeded_unet, training_hw  # noqa: E402
+from clipstyle_opt.sizing import training_hw  # noqa: E402
+from clipstyle_opt.unet.model import seeded_unet  # noqa: E402
 from clipstyle_opt.imageio import load_image, resize  # noqa: E402
 from clipstyle_opt.objective.style_objective import StyleObjective  # noqa: E402
 from clipstyle_opt.testing import CLIP, RANDOM_CLIP_SIZES  # noqa: E402

@@ -113,7 +113,7 @@ class StyleConfig:
         0.01, "Relative improvement that resets the --early-stop patience (0.01 = 1 %).", group="optimization",
         minimum=0, maximum=1, exclusive_maximum=True)
     # deviation: the reference trains at one size. A coarse phase trains first at a smaller size
-    # (cheaper steps), then ``steps`` steps at ``size`` continue from its weights (`engine.coarse_config`).
+    # (cheaper steps), then ``steps`` steps at ``size`` continue from its weights (`training.phases.coarse_config`).
     coarse_steps: int = setting(
         0, "Steps of a coarse phase at --coarse-size before the --steps at --size (0: none).",
         group="optimization", minimum=0, note="0: no coarse phase")

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .config import StyleConfig
+from .config import ENCODER_KEYS, StyleConfig
 from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
 from .encoders.base import ImageTextEncoder
 from .encoders.prompts import check_text
@@ -28,15 +28,6 @@ from .training.steps import STEP_KINDS, StepKind
 from .unet.model import StyleUNet, seeded_unet
 from .unet.render import render
 
-# Temporary re-exports, until the other surfaces import these from their new homes (issue "one home for each
-# idea"): the saved U-Net side is in clipstyle_opt.unet, sizes in clipstyle_opt.sizing, results in .result.
-from .result import focus_map_path, package_versions  # noqa: F401
-from .unet.io import UNET_FORMAT, load_unet, save_unet  # noqa: F401
-from .unet.model import apply_unet  # noqa: F401
-from .unet.render import apply_unet_file  # noqa: F401
-
-# Changing these needs other encoders, so they are fixed per Stylizer.
-ENCODER_KEYS = ("clip_model", "clip_weights", "vgg", "device", "precision", "content_layers", "style_layers", "compile")
 
 UNTILED_PIXELS = 2048 * 2048
 """`Stylizer` applies its U-Net to outputs up to this many pixels in one piece (as before outputs had no

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from clipstyle_opt import ModelUnavailableError, StyleConfig, Stylizer, preset_config
-from clipstyle_opt.engine import ENCODER_KEYS
+from clipstyle_opt.config import ENCODER_KEYS
 
 HERE = Path(__file__).resolve().parent
 MICRO_CLIP = HERE.parent / "tests" / "data" / "micro_clip.pt"

@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from clipstyle_opt import engine
+from clipstyle_opt.unet.io import save_unet
+from clipstyle_opt.unet.model import seeded_unet
 from clipstyle_opt.evaluate import evaluator
 from clipstyle_opt.cli import cli
 
@@ -71,4 +73,4 @@ def fast_models(monkeypatch, tiny_clip, vgg16):
 
 def saved_unet(path: Path) -> Path:
     """A freshly initialised U-Net saved as `stylize --save-unet` would (for cheap `apply` runs)."""
-    return engine.save_unet(engine.seeded_unet(4, 0), path, {"prompt": "fire"})
+    return save_unet(seeded_unet(4, 0), path, {"prompt": "fire"})

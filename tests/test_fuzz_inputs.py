@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from clipstyle_opt import StyleConfig
-from clipstyle_opt.engine import load_unet
+from clipstyle_opt.unet.io import load_unet
 from clipstyle_opt.errors import ConfigError, ImageReadError
 from clipstyle_opt.imageio import load_image
 

@@ -12,7 +12,9 @@ from ..config import DEVICES
 from ..devices import is_out_of_memory, resolve_device
 from ..errors import ClipstyleError, ConfigError, ImageReadError, OutOfMemoryError
 from ..imageio import check_min_size, check_output_file, check_writable, pil_to_rgb8
-from ..unet.restyle import OutputSize, Restyler, photos_in, target_hw, training_size_of
+from ..sizing import OutputSize, target_hw
+from ..unet.io import training_size_of
+from ..unet.restyle import Restyler, photos_in
 from ..unet.tiling import DEFAULT_TILE_SIZE, STATS_MODES
 from .common import handle_errors
 
@@ -51,7 +53,7 @@ def run_apply(unet: str, content: str, output: str, *, output_size: Optional[int
               max_output_size: Optional[int], tile_size: int, norm_stats: str, device: str, overwrite: bool,
               quiet: bool) -> None:
     """Check everything, load the U-Net once, restyle, write atomically (see `apply_command`)."""
-    from ..engine import load_unet
+    from ..unet.io import load_unet
     from ..imageio import read_image, save_image
     from ..unet.video import OUTPUT_SUFFIXES, import_av, is_video, probe, stylize_video
 

@@ -70,7 +70,9 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
     quits at once. A NaN loss stops the run and keeps the last good output.
     """
     from ..devices import resolve_device, resolve_precision
-    from ..engine import Stylizer, focus_map_path, output_hw, training_hw
+    from ..engine import Stylizer
+    from ..result import focus_map_path
+    from ..sizing import output_hw, training_hw
     from ..objective.guidance import make_guidance
     from ..imageio import read_image, save_image
     from ..interrupts import GracefulStop

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..config import StyleConfig
-from ..engine import ENCODER_KEYS, Stylizer
+from ..config import ENCODER_KEYS
+from ..engine import Stylizer
 from ..errors import ClipstyleError, NonFiniteLossError, first_line
 from ..imageio import ImageSource, load_image, to_pil
 from ..objective.style_objective import TERM_NAMES

@@ -26,7 +26,6 @@ import torch
 from ..errors import ConfigError
 from ..imageio import check_min_size, pil_to_rgb8, read_image
 from ..sizing import OutputSize, target_hw
-from .io import training_size_of  # noqa: F401  (re-exported for cli_apply until it imports from unet.io)
 from .model import StyleUNet
 from .render import render
 from .tiling import DEFAULT_TILE_SIZE, StatsMode

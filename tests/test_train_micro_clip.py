@@ -1,4 +1,4 @@
-"""The micro-CLIP trainer's adversarial step (tools/train_micro_clip.py).
+"""The micro-CLIP trainer's adversarial step (microclip/train_micro_clip.py).
 
 The bundled micro CLIP is trained partly on perturbed images, so that the
 stylization has to draw the pattern rather than faint streaks. These tests
@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle_opt.testing.textures import CLIP_STD, make_training_batch, preprocess_images, tokenize_trimmed
-from tool_modules import load_tool
+from microclip import micro_siglip, train_micro_clip
+from microclip.batches import make_training_batch
+from microclip.scoring import CLIP_STD, preprocess_images, tokenize_trimmed
 
 
 @pytest.fixture(scope="module")
 def trainer():
-    return load_tool("train_micro_clip")
+    return train_micro_clip
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,6 @@ def test_zero_radius_changes_nothing(trainer, setup):
 def test_sigmoid_loss_is_siglip_s_pairwise_formula():
     """-sum over pairs of log sigmoid(z (t cos + b)) / N, z = +1 for the positives: checked on a
     hand-made 2 x 3 case, where several positives in a row need no special handling."""
-    micro_siglip = load_tool("micro_siglip")
     images = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     texts = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     positives = torch.tensor([[True, False, True], [False, True, False]])
@@ -88,7 +88,8 @@ def test_quick_held_out_accuracy_matches_the_zero_shot_check(trainer, setup):
     """The accuracy printed during training (--eval-every) is the final check's joint accuracy,
     computed on the model in memory: for the CLIP family both resize, normalize and take the
     softmax the same way, so they must agree exactly."""
-    from clipstyle_opt.testing.textures import CLIP_MEAN, make_batch, zero_shot_accuracy
+    from microclip.batches import make_batch
+    from microclip.scoring import CLIP_MEAN, zero_shot_accuracy
 
     model = setup[0]
     images, _, labels = make_batch(48, 40, np.random.default_rng(3))
@@ -152,7 +153,6 @@ def test_softmax_first_switches_to_the_sigmoid_loss_at_its_step(trainer):
     """--softmax-first 0.25 of 8 steps: steps 0-1 use CLIP's softmax loss, steps 2-7 SigLIP's sigmoid loss."""
     import types
 
-    micro_siglip = load_tool("micro_siglip")
     args = trainer.parse_args(["--family", "siglip", "--steps", "8", "--softmax-first", "0.25"])
     family = trainer.SiglipFamily.__new__(trainer.SiglipFamily)  # the loss parts only: no tokenizer to train
     family.parts, family.loss_kind = micro_siglip, args.siglip_loss
@@ -177,7 +177,6 @@ def test_siglip_trainer_attends_explicitly_on_the_cpu_only(trainer):
 
     from clipstyle_opt.encoders.openclip import timm_attention_layers
 
-    micro_siglip = load_tool("micro_siglip")
     config = json.loads((Path(__file__).parent / "data" / "micro_siglip" / "open_clip_config.json").read_text())
     family = trainer.SiglipFamily.__new__(trainer.SiglipFamily)  # no tokenizer to train
     for device, fused in (("cuda", True), ("cpu", False)):
@@ -253,7 +252,6 @@ def test_tokenizer_trainer_remakes_the_bundled_micro_siglip_tokenizer():
     sentencepiece release gives other pieces (0.2.3: 140, and 17-token captions): this fails then."""
     import json
 
-    micro_siglip = load_tool("micro_siglip")
     tokenizer = micro_siglip.train_tokenizer()
     folder = Path(__file__).parent / "data" / "micro_siglip"
     bundled = json.loads((folder / "tokenizer.json").read_text())

@@ -6,7 +6,7 @@ and a small causal text transformer), so the saved fp16 state dict loads with
 ``clip.load(path, jit=False)`` and ``clip.model.build_model`` like an OpenAI
 checkpoint. It learns what colour words ("red", ...) and pattern words
 ("stripes", ...) look like from images made by
-`clipstyle_opt.testing.textures`, freshly generated at every step, and what
+`microclip.textures` (captions: `microclip.captions`), freshly generated at every step, and what
 "a photo" looks like (photo-like clutter), also through the 79 ImageNet
 prompt templates the stylization uses.
 
@@ -25,24 +25,25 @@ Adversarial training (``--adversarial-eps``): part of each batch is replaced
 by images perturbed to raise the loss. A model trained on clean images alone
 can be steered by the stylization into faint streaks that it scores as
 "stripes"; a model that small perturbations cannot move has gradients that
-look like the pattern, so the stylization draws it (tests/data/README gives
+look like the pattern, so the stylization draws it (microclip/README gives
 the figures). ``--adversarial-start`` trains clean before that part begins:
 faster to learn the patterns, but the adversarial part then costs accuracy.
 ``--adversarial-mode free`` makes the perturbed part without an extra pass: it
 is the step before's fresh images, moved along the input gradient that step's
 own backward gave, so an adversarial step costs what a clean one does.
 
-``--family siglip`` trains a micro SigLIP instead (tools/micro_siglip.py):
+``--family siglip`` trains a micro SigLIP instead (`microclip.micro_siglip`):
 open_clip's ``CustomTextCLIP`` in SigLIP's layout, its own unigram tokenizer,
 and SigLIP's pairwise sigmoid loss with a learned scale and bias, saved as a
 ``local-dir:`` folder. Same data and augmentation; the bundled one's schedule and adversarial
-part differ (the command below; tests/data/README says why).
+part differ (the command below; microclip/README says why).
 
-Examples (the commands that made the bundled models)::
+Examples (the commands that made the bundled models; from the repository root, and
+``python microclip/train_micro_clip.py`` works as well)::
 
-    python tools/train_micro_clip.py --out tests/data/micro_clip.pt --seed 0 --steps 1200 \
+    python -m microclip.train_micro_clip --out tests/data/micro_clip.pt --seed 0 --steps 1200 \
         --adversarial-eps 0.0314 --adversarial-fraction 0.5 --adversarial-warmup 0.3
-    python tools/train_micro_clip.py --family siglip --context-length 16 --siglip-init clip \
+    python -m microclip.train_micro_clip --family siglip --context-length 16 --siglip-init clip \
         --seed 0 --steps 1900 --schedule wsd --decay-fraction 0.3 --adversarial-mode free \
         --adversarial-start 0.5 --adversarial-warmup 0.1 --adversarial-fraction 0.375 \
         --data-workers 1 --eval-every 250 --out tests/data/micro_siglip
@@ -70,6 +71,7 @@ import torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+# Run as a file (python microclip/train_micro_clip.py), the repository root is not on the path.
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -80,10 +82,9 @@ with warnings.catch_warnings():  # clip-anytorch imports the deprecated pkg_reso
     from clip.model import CLIP
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES  # noqa: E402
-from clipstyle_opt.testing.textures import (  # noqa: E402
-    CLIP_MEAN, CLIP_STD, COLOURS, PATTERNS, TrainingBatch, joint_accuracy, make_batch, make_training_batch, tokenize_trimmed,
-    zero_shot_accuracy,
-)
+from microclip.batches import TrainingBatch, make_batch, make_training_batch  # noqa: E402
+from microclip.scoring import CLIP_MEAN, CLIP_STD, joint_accuracy, tokenize_trimmed, zero_shot_accuracy  # noqa: E402
+from microclip.textures import COLOURS, PATTERNS  # noqa: E402
 
 #: loss(image_features, text_features, positives) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -96,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="clip: OpenAI's CLIP class, softmax contrastive loss, saved as an fp16 state dict; "
                         "siglip: open_clip's CustomTextCLIP in SigLIP's layout (timm trunk with attention "
                         "pool, non-causal text tower, unigram tokenizer), pairwise sigmoid loss with a learned "
-                        "scale and bias, saved as a local-dir folder (tools/micro_siglip.py)")
+                        "scale and bias, saved as a local-dir folder (microclip/micro_siglip.py)")
     p.add_argument("--out", default=None,
                    help="output: a checkpoint file (clip) or a folder (siglip); default "
                         "tests/data/micro_clip.pt or tests/data/micro_siglip")
@@ -173,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="initial logit scale t of the sigmoid loss (SigLIP: 10); learned from there")
     g.add_argument("--siglip-init", choices=("timm", "clip"), default="timm",
                    help="initialization of the siglip image trunk: timm's or OpenAI CLIP's (the bundled model; "
-                        "tools/micro_siglip.clip_initialization: learns patterns faster when trained on them)")
+                        "microclip.micro_siglip.clip_initialization: learns patterns faster when trained on them)")
     g.add_argument("--siglip-trunk", default="clipstyle_vit_micro64",
                    help="timm trunk of the siglip image tower (clipstyle_opt.encoders.openclip.MICRO_TRUNKS)")
     g.add_argument("--siglip-loss", choices=("sigmoid", "softmax"), default="sigmoid",
@@ -181,7 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "separates the layout from the loss; not SigLIP's recipe)")
     g.add_argument("--softmax-first", type=float, default=0.0, metavar="FRACTION",
                    help="train the first FRACTION (0-1) of the steps with CLIP's softmax loss, then switch to "
-                        "--siglip-loss; a warm start that deviates from SigLIP's recipe (tests/data/README)")
+                        "--siglip-loss; a warm start that deviates from SigLIP's recipe (microclip/README)")
     p.add_argument("--eval-images", type=int, default=512, help="held-out images for the zero-shot check")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--eval-every", type=int, default=0,
@@ -343,11 +344,10 @@ def softmax_step_count(args: argparse.Namespace) -> int:
 
 
 class SiglipFamily:
-    """What the siglip family changes in the training loop (tools/micro_siglip.py holds the parts)."""
+    """What the siglip family changes in the training loop (`microclip.micro_siglip` holds the parts)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import micro_siglip
+        from microclip import micro_siglip
 
         from clipstyle_opt.encoders.openclip import MICRO_TRUNKS
 
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             # SigLIP initializes b = -10 so that training starts at the prior of its 32k-pair batches,
             # about one positive per row. Here a row has several positives (classes repeat, partial
             # captions), so the same rationale gives a far higher bias; at -10 the loss of the
-            # positives swamped everything and no pattern was learned (tests/data/README).
+            # positives swamped everything and no pattern was learned (microclip/README).
             sample = make_training_batch(args.batch_size, 16, np.random.default_rng([args.seed, 1]),
                                          templated_fraction=args.templated_fraction,
                                          blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     templated = zero_shot_accuracy(reloaded, images, labels, IMAGENET_TEMPLATES)
     over_clutter = zero_shot_accuracy(reloaded, blended, blended_labels)
     report = {
-        "command": "python tools/train_micro_clip.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m microclip.train_micro_clip " + " ".join(argv if argv is not None else sys.argv[1:]),
         "family": args.family, "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "train_time_s": round(train_time, 1), "data_time_s": round(data_time, 1),
         "size_bytes": size, "parameters": n_params, "threads": args.threads, "device": str(device),

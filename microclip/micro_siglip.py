@@ -1,6 +1,6 @@
 """The micro SigLIP's parts: its open_clip config, its tokenizer, its loss and its folder.
 
-Used by ``tools/train_micro_clip.py --family siglip``. The model follows
+Used by ``python -m microclip.train_micro_clip --family siglip``. The model follows
 SigLIP's structure as open_clip builds it (``CustomTextCLIP``): a timm ViT
 trunk with an attention-pool ("map") head and no projection, a non-causal
 text transformer pooled at the last position, a learned logit scale *and*
@@ -26,9 +26,8 @@ import torch
 from torch.nn import functional as F
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES
-from clipstyle_opt.testing.textures import (
-    CAPTION_TEMPLATES, COLOUR_ONLY_TEMPLATES, COLOURS, PATTERN_ONLY_TEMPLATES, PATTERNS, PHOTO_CAPTION,
-)
+from microclip.captions import CAPTION_TEMPLATES, COLOUR_ONLY_TEMPLATES, PATTERN_ONLY_TEMPLATES, PHOTO_CAPTION
+from microclip.textures import COLOURS, PATTERNS
 
 #: SigLIP's input normalization (RGB mean and std of [0, 1] images).
 SIGLIP_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -162,7 +161,7 @@ def clip_initialization(trunk: torch.nn.Module) -> None:
     alone (200 supervised steps, 512 held-out images): CLIP's own image tower reached 85 % pattern
     accuracy, this trunk 46 % with timm's init, 50 % with only the position embedding rescaled and
     83 % with both. Under the contrastive losses (250 clean steps, held-out zero-shot pattern):
-    softmax 32 % -> 41 %, sigmoid 25 % -> 28 % (tests/data/README). Only the starting weights change.
+    softmax 32 % -> 41 %, sigmoid 25 % -> 28 % (microclip/README). Only the starting weights change.
     """
     for module in trunk.modules():
         if isinstance(module, torch.nn.Linear):

@@ -12,8 +12,11 @@ Data (numpy, no model needed):
   `microclip.batches`   -- labelled batches for training and held-out checks
 Models:
   `microclip.scoring`   -- feed images and captions to a micro model; zero-shot accuracy
-  `microclip.train_micro_clip`    -- the trainer (``--family clip`` or ``siglip``)
-  `microclip.micro_siglip`        -- the micro SigLIP's config, tokenizer, loss and folder
+  `microclip.train_micro_clip`    -- the trainer (``--family clip`` or ``siglip``): options, loop, saving
+  `microclip.training_data`       -- its seeded batch stream and augmentation
+  `microclip.contrastive`         -- its losses and the adversarial part of each batch
+  `microclip.micro_siglip`        -- the micro SigLIP's config, tokenizer, loss, folder, and what
+                                     ``--family siglip`` changes in the loop (`SiglipFamily`)
   `microclip.sweep_micro_recipes` -- several training recipes side by side
 Checks of the stylization itself (no CLIP in the measurement):
   `microclip.patterns`      -- orientation coherence: did the output get stripes?

@@ -12,7 +12,7 @@ import torch
 
 from clipstyle_opt.objective import losses
 from clipstyle_opt.objective.relevance import relevance_map
-from clipstyle_opt.testing.textures import render_texture
+from microclip.textures import render_texture
 
 from test_e2e_micro_clip import SIZE, photo, run, similarity, stylizer  # noqa: F401  (fixtures and run cache)
 

@@ -1,5 +1,5 @@
 """End to end with a CLIP that means something: the micro CLIP trained on procedural
-textures (tests/data/micro_clip.pt, see tests/data/README) and the bundled VGG16,
+textures (tests/data/micro_clip.pt, see microclip/README) and the bundled VGG16,
 through the public API on a real photo.
 
 The micro model only knows colour/pattern captions, so prompts come from its
@@ -24,7 +24,7 @@ import torch
 from clipstyle_opt import StyleConfig, Stylizer
 from clipstyle_opt.objective import losses
 from clipstyle_opt.imageio import load_image, resize
-from clipstyle_opt.testing.patterns import orientation_coherence
+from microclip.patterns import orientation_coherence
 
 ROOT = Path(__file__).resolve().parent.parent
 MICRO_CLIP = ROOT / "tests" / "data" / "micro_clip.pt"

@@ -1,7 +1,7 @@
 """The procedural texture generator and the bundled micro CLIP (tests/data/micro_clip.pt).
 
-The micro CLIP is trained by tools/train_micro_clip.py on textures from
-`clipstyle_opt.testing.textures`; these tests check that it loads like an
+The micro CLIP is trained by microclip/train_micro_clip.py on textures from
+`microclip.textures`; these tests check that it loads like an
 OpenAI checkpoint and that it carries meaning on images it never saw (a
 generator seed the training never used).
 """
@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES
-from clipstyle_opt.testing.textures import (
-    COLOURS, PATTERNS, caption_for, encode_images, encode_texts, make_batch, make_training_batch,
-    render_clutter, render_texture, zero_shot_accuracy,
-)
+from microclip.batches import make_batch, make_training_batch
+from microclip.captions import caption_for
+from microclip.scoring import encode_images, encode_texts, zero_shot_accuracy
+from microclip.textures import COLOURS, PATTERNS, render_clutter, render_texture
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

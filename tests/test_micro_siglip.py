@@ -1,6 +1,6 @@
-"""The bundled micro SigLIP (tests/data/micro_siglip, see tests/data/README).
+"""The bundled micro SigLIP (tests/data/micro_siglip, see microclip/README).
 
-Trained here by ``tools/train_micro_clip.py --family siglip`` on the same
+Trained here by ``python -m microclip.train_micro_clip --family siglip`` on the same
 procedural textures as the micro CLIP, with SigLIP's pairwise sigmoid loss.
 These tests check that it loads through the project's ``local-dir:`` backend
 the way a downloaded SigLIP folder does (config, safetensors, tokenizer; mean
@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES
-from clipstyle_opt.testing.textures import make_batch, render_clutter, render_texture, zero_shot_accuracy
+from microclip.batches import make_batch
+from microclip.scoring import zero_shot_accuracy
+from microclip.textures import render_clutter, render_texture
 
 FOLDER = Path(__file__).resolve().parent / "data" / "micro_siglip"
 HELD_OUT_SEED = 20_241_128  # never used by the training script (it draws from --seed 0)

@@ -17,10 +17,8 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-from tool_modules import load_tool
+from tools import run_notebooks as runner  # noqa: E402  (after the skips: it is only useful with nbclient)
 
-
-runner = load_tool("run_notebooks")
 NOTEBOOKS = runner.notebook_paths()
 EXPECTED = ["01_quickstart.ipynb", "02_ablation_sweep.ipynb", "03_evaluation.ipynb", "04_encoders_and_fusion.ipynb"]
 

@@ -1,4 +1,4 @@
-"""The micro-CLIP trainer's adversarial step (tools/train_micro_clip.py).
+"""The micro-CLIP trainer (microclip/train_micro_clip.py) and its adversarial step (microclip/contrastive.py).
 
 The bundled micro CLIP is trained partly on perturbed images, so that the
 stylization has to draw the pattern rather than faint streaks. These tests
@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from clipstyle_opt.testing.textures import CLIP_STD, make_training_batch, preprocess_images, tokenize_trimmed
-from tool_modules import load_tool
+from microclip import contrastive, micro_siglip, train_micro_clip, training_data
+from microclip.batches import make_training_batch
+from microclip.scoring import CLIP_STD, preprocess_images, tokenize_trimmed
 
 
 @pytest.fixture(scope="module")
 def trainer():
-    return load_tool("train_micro_clip")
+    return train_micro_clip
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,14 @@ def setup(trainer):
 
 def loss_of(trainer, model, images, text, positives) -> float:
     with torch.no_grad():
-        return float(trainer.image_to_text_loss(model.encode_image(images).float(), text, model.logit_scale,
+        return float(contrastive.image_to_text_loss(model.encode_image(images).float(), text, model.logit_scale,
                                                 positives))
 
 
 def test_perturbation_stays_in_its_ball_and_raises_the_loss(trainer, setup):
     model, images, text, positives, std = setup
     eps = 8 / 255
-    perturbed = trainer.adversarial_images(model, images, text, positives, eps, std,
+    perturbed = contrastive.adversarial_images(model, images, text, positives, eps, std,
                                            torch.Generator().manual_seed(0), bf16=False)
     pixel_change = (perturbed - images) * std
     assert float(pixel_change.abs().max()) <= eps * (1 + 1e-5)
@@ -64,7 +65,7 @@ def test_perturbation_stays_in_its_ball_and_raises_the_loss(trainer, setup):
 
 def test_zero_radius_changes_nothing(trainer, setup):
     model, images, text, positives, std = setup
-    same = trainer.adversarial_images(model, images, text, positives, 0.0, std,
+    same = contrastive.adversarial_images(model, images, text, positives, 0.0, std,
                                       torch.Generator().manual_seed(0), bf16=False)
     assert torch.equal(same, images)
 
@@ -72,7 +73,6 @@ def test_zero_radius_changes_nothing(trainer, setup):
 def test_sigmoid_loss_is_siglip_s_pairwise_formula():
     """-sum over pairs of log sigmoid(z (t cos + b)) / N, z = +1 for the positives: checked on a
     hand-made 2 x 3 case, where several positives in a row need no special handling."""
-    micro_siglip = load_tool("micro_siglip")
     images = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     texts = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     positives = torch.tensor([[True, False, True], [False, True, False]])
@@ -88,7 +88,8 @@ def test_quick_held_out_accuracy_matches_the_zero_shot_check(trainer, setup):
     """The accuracy printed during training (--eval-every) is the final check's joint accuracy,
     computed on the model in memory: for the CLIP family both resize, normalize and take the
     softmax the same way, so they must agree exactly."""
-    from clipstyle_opt.testing.textures import CLIP_MEAN, make_batch, zero_shot_accuracy
+    from microclip.batches import make_batch
+    from microclip.scoring import CLIP_MEAN, zero_shot_accuracy
 
     model = setup[0]
     images, _, labels = make_batch(48, 40, np.random.default_rng(3))
@@ -122,9 +123,9 @@ def test_a_data_worker_renders_the_same_batches_in_the_same_order(trainer):
     """--data-workers 1 renders in a DataLoader worker process; the model must see exactly the
     batches it sees with 0 (rendered between steps), or a recorded command would not remake its model."""
     args = trainer.parse_args(["--steps", "3", "--batch-size", "6", "--render-size", "24", "--colours-per-batch", "3"])
-    in_process = list(trainer.training_batches(args))
+    in_process = list(training_data.training_batches(args))
     args.data_workers = 1
-    in_worker = list(trainer.training_batches(args))
+    in_worker = list(training_data.training_batches(args))
     assert len(in_process) == len(in_worker) == 3
     for a, b in zip(in_process, in_worker):
         assert torch.equal(a.images, b.images)
@@ -152,17 +153,16 @@ def test_softmax_first_switches_to_the_sigmoid_loss_at_its_step(trainer):
     """--softmax-first 0.25 of 8 steps: steps 0-1 use CLIP's softmax loss, steps 2-7 SigLIP's sigmoid loss."""
     import types
 
-    micro_siglip = load_tool("micro_siglip")
     args = trainer.parse_args(["--family", "siglip", "--steps", "8", "--softmax-first", "0.25"])
-    family = trainer.SiglipFamily.__new__(trainer.SiglipFamily)  # the loss parts only: no tokenizer to train
-    family.parts, family.loss_kind = micro_siglip, args.siglip_loss
-    family.softmax_steps = trainer.softmax_step_count(args)
+    family = micro_siglip.SiglipFamily.__new__(micro_siglip.SiglipFamily)  # the loss parts only: no tokenizer to train
+    family.loss_kind = args.siglip_loss
+    family.softmax_steps = micro_siglip.softmax_step_count(args)
     model = types.SimpleNamespace(logit_scale=torch.tensor(2.3), logit_bias=torch.tensor(-3.0))
     generator = torch.Generator().manual_seed(0)
     images = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=-1)
     texts = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=-1)
     positives = torch.eye(4, dtype=torch.bool)
-    softmax = trainer.contrastive_loss(images, texts, model.logit_scale, positives)
+    softmax = contrastive.contrastive_loss(images, texts, model.logit_scale, positives)
     sigmoid = micro_siglip.sigmoid_loss(images, texts, model.logit_scale, model.logit_bias, positives)
     losses = [float(family.loss_fn(model, detach=False, step=step)(images, texts, positives)) for step in range(8)]
     assert losses == [float(softmax)] * 2 + [float(sigmoid)] * 6
@@ -177,9 +177,8 @@ def test_siglip_trainer_attends_explicitly_on_the_cpu_only(trainer):
 
     from clipstyle_opt.encoders.openclip import timm_attention_layers
 
-    micro_siglip = load_tool("micro_siglip")
     config = json.loads((Path(__file__).parent / "data" / "micro_siglip" / "open_clip_config.json").read_text())
-    family = trainer.SiglipFamily.__new__(trainer.SiglipFamily)  # no tokenizer to train
+    family = micro_siglip.SiglipFamily.__new__(micro_siglip.SiglipFamily)  # no tokenizer to train
     for device, fused in (("cuda", True), ("cpu", False)):
         model = micro_siglip.build_model(config)
         layers = timm_attention_layers(model)
@@ -193,10 +192,10 @@ def test_adversarial_radius_ramps_after_the_clean_start(trainer):
     --adversarial-warmup 0.2 (2 steps) to --adversarial-eps; the default starts ramping at step 0."""
     args = trainer.parse_args(["--steps", "10", "--adversarial-eps", "0.04", "--adversarial-warmup", "0.2",
                                "--adversarial-start", "0.5"])
-    radii = [trainer.adversarial_radius(step, args) for step in range(10)]
+    radii = [contrastive.adversarial_radius(step, args) for step in range(10)]
     assert radii == pytest.approx([0.0] * 5 + [0.02] + [0.04] * 4)
     args.adversarial_start = 0.0
-    assert [trainer.adversarial_radius(step, args) for step in range(3)] == pytest.approx([0.02, 0.04, 0.04])
+    assert [contrastive.adversarial_radius(step, args) for step in range(3)] == pytest.approx([0.02, 0.04, 0.04])
     with pytest.raises(SystemExit):
         trainer.parse_args(["--adversarial-start", "1.5"])
 
@@ -207,9 +206,9 @@ def test_free_mode_perturbation_stays_in_its_ball_and_raises_the_loss(trainer, s
     model, images, text, positives, std = setup
     eps = 8 / 255
     clean = images.clone().requires_grad_(True)
-    trainer.image_to_text_loss(model.encode_image(clean).float(), text, model.logit_scale.detach(),
+    contrastive.image_to_text_loss(model.encode_image(clean).float(), text, model.logit_scale.detach(),
                                positives).backward()
-    perturbed = trainer.carry_perturbed(images, clean.grad, eps, std, torch.Generator().manual_seed(0))
+    perturbed = contrastive.carry_perturbed(images, clean.grad, eps, std, torch.Generator().manual_seed(0))
     pixel_change = (perturbed - images) * std
     assert float(pixel_change.abs().max()) <= eps * (1 + 1e-5)
     assert float(pixel_change.abs().mean()) > eps / 2
@@ -226,12 +225,12 @@ def test_free_mode_carries_half_the_batch_after_the_clean_start(trainer):
     adversarial step, none at that step (nothing to carry yet), then --adversarial-fraction of the batch."""
     args = trainer.parse_args(["--steps", "10", "--batch-size", "8", "--adversarial-start", "0.5",
                                "--adversarial-mode", "free"])
-    assert trainer.carried_counts(args) == [0] * 6 + [4] * 4
-    assert [len(b.captions) for b in trainer.training_batches(args)] == [8] * 6 + [4] * 4
+    assert training_data.carried_counts(args) == [0] * 6 + [4] * 4
+    assert [len(b.captions) for b in training_data.training_batches(args)] == [8] * 6 + [4] * 4
     args.adversarial_fraction = 0.75  # more than the fresh part: carry what there is
-    assert trainer.carried_counts(args) == [0] * 6 + [6, 2, 6, 2]
+    assert training_data.carried_counts(args) == [0] * 6 + [6, 2, 6, 2]
     args.adversarial_mode = "fgsm"
-    assert trainer.carried_counts(args) == [0] * 10
+    assert training_data.carried_counts(args) == [0] * 10
 
 
 @pytest.mark.parametrize("data_workers", ["0", "1"])
@@ -253,7 +252,6 @@ def test_tokenizer_trainer_remakes_the_bundled_micro_siglip_tokenizer():
     sentencepiece release gives other pieces (0.2.3: 140, and 17-token captions): this fails then."""
     import json
 
-    micro_siglip = load_tool("micro_siglip")
     tokenizer = micro_siglip.train_tokenizer()
     folder = Path(__file__).parent / "data" / "micro_siglip"
     bundled = json.loads((folder / "tokenizer.json").read_text())
@@ -267,4 +265,4 @@ def test_siglip_trainer_stops_at_once_when_a_caption_overflows_the_context(train
     """The check runs before training (it once came after half an hour, in the final evaluation)."""
     args = trainer.parse_args(["--family", "siglip", "--context-length", "8"])
     with pytest.raises(SystemExit, match=r"into \d+ tokens, over --context-length 8"):
-        trainer.SiglipFamily(args)
+        micro_siglip.SiglipFamily(args)

@@ -1,7 +1,12 @@
-"""Helpers for tests and offline use: random-init CLIP checkpoints of chosen sizes.
+"""Helpers for your own tests and offline use: random-init CLIP checkpoints of chosen sizes.
 
 A random-init model exercises shapes, loading and speed; it carries no
-meaning, so no test may read quality into its outputs.
+meaning, so no test may read quality into its outputs. Float tolerances for
+comparing two computations of one quantity are in `clipstyle_opt.testing.tolerances`.
+
+The micro models that do carry meaning (trained on procedural textures, bundled
+in the repository's tests/data) and the kit that made them live in the
+repository's ``microclip/`` folder, which is not part of the installed package.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device session's GPU measurements (issue 15 item 5), written to be run once
+# One device session's GPU measurements (issue 15 item 5), written to be run once, from the
+# repository root (bash tools/gpu_session.sh),
 # through the device tool on a machine whose python3 already holds torch, torchvision, timm and
 # transformers (the project's other dependencies travel as wheels in .whl/, see below).
 #
@@ -28,7 +29,7 @@ print("random VGG16 weights (timing only) at", path, "| torch", torch.__version_
 PY
 run() { echo "+ $*" | tee -a "$OUT/log.txt"; "$@" 2>&1 | tee -a "$OUT/log.txt"; }
 # 1. the captured step computes what the uncaptured one does (fp32 and bf16), and how much faster it is
-run timeout 100 python3 benchmarks/check_cuda_graph.py --size 256 --steps 8
+run timeout 100 python3 tests/gpu/test_captured_step_on_gpu.py --size 256 --steps 8
 # 2. time to a finished image: 200 steps at 512 px, one Stylizer, 3 runs (run 1 pays CUDA start-up and capture)
 run timeout 100 python3 benchmarks/bench_preview.py --device cuda --preset reference --runs 3 --json "$OUT/run_reference.json"
 # 3. uncaptured, 50 steps a run (compare ms/step): one CLIP call per step (clip_batch 0), and chunks of 16

@@ -1,5 +1,10 @@
-"""A CLIP-free measure of whether a stylization drew stripes (used by the e2e tests and
-tools/pattern_check.py)."""
+"""A CLIP-free measure of whether a stylization drew stripes.
+
+Used by the end-to-end tests with the micro models and by `microclip.pattern_check`.
+It lives in the kit rather than in ``clipstyle_opt.testing`` because it only
+answers the kit's question (did a model that knows "stripes" make the U-Net
+draw them?); nothing in the package or in a user's test needs it.
+"""
 from __future__ import annotations
 
 import torch

@@ -3,17 +3,19 @@
 
 For each model and photo, stylizes toward ``--prompt`` (default "red stripes") at
 the README's pattern settings and prints the orientation coherence
-(`clipstyle_opt.testing.patterns.orientation_coherence`: near 1 for parallel
+(`microclip.patterns.orientation_coherence`: near 1 for parallel
 stripes, low for a photo's edges in all directions) of the photo and of the
 output, and the model's own similarity to the prompt before and after. Writes
 every output and a side-by-side sheet to ``--out``.
 
-    python tools/pattern_check.py --clip-model tests/data/micro_clip.pt \
+    python -m microclip.pattern_check --clip-model tests/data/micro_clip.pt \
         --clip-model local-dir:tests/data/micro_siglip examples/*.png more/*.jpg
 
 The bundled photos are examples/*.png; scikit-image's sample photos
 (``skimage/data/*``: rocket.jpg, motorcycle_left.png, ihc.png, ...) were the
-unseen ones (tests/data/README).
+unseen ones (microclip/README).
+
+From the repository root; ``python microclip/pattern_check.py`` works as well.
 """
 from __future__ import annotations
 
@@ -26,13 +28,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+# Run as a file (python microclip/pattern_check.py), the repository root is not on the path.
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from clipstyle_opt import StyleConfig, Stylizer  # noqa: E402
 from clipstyle_opt.imageio import load_image, resize, to_pil  # noqa: E402
-from clipstyle_opt.testing.patterns import orientation_coherence  # noqa: E402
+from microclip.patterns import orientation_coherence  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,7 +6,7 @@ and a small causal text transformer), so the saved fp16 state dict loads with
 ``clip.load(path, jit=False)`` and ``clip.model.build_model`` like an OpenAI
 checkpoint. It learns what colour words ("red", ...) and pattern words
 ("stripes", ...) look like from images made by
-`clipstyle_opt.testing.textures`, freshly generated at every step, and what
+`microclip.textures` (captions: `microclip.captions`), freshly generated at every step, and what
 "a photo" looks like (photo-like clutter), also through the 79 ImageNet
 prompt templates the stylization uses.
 
@@ -25,24 +25,30 @@ Adversarial training (``--adversarial-eps``): part of each batch is replaced
 by images perturbed to raise the loss. A model trained on clean images alone
 can be steered by the stylization into faint streaks that it scores as
 "stripes"; a model that small perturbations cannot move has gradients that
-look like the pattern, so the stylization draws it (tests/data/README gives
+look like the pattern, so the stylization draws it (microclip/README gives
 the figures). ``--adversarial-start`` trains clean before that part begins:
 faster to learn the patterns, but the adversarial part then costs accuracy.
 ``--adversarial-mode free`` makes the perturbed part without an extra pass: it
 is the step before's fresh images, moved along the input gradient that step's
 own backward gave, so an adversarial step costs what a clean one does.
 
-``--family siglip`` trains a micro SigLIP instead (tools/micro_siglip.py):
+``--family siglip`` trains a micro SigLIP instead (`microclip.micro_siglip`):
 open_clip's ``CustomTextCLIP`` in SigLIP's layout, its own unigram tokenizer,
 and SigLIP's pairwise sigmoid loss with a learned scale and bias, saved as a
 ``local-dir:`` folder. Same data and augmentation; the bundled one's schedule and adversarial
-part differ (the command below; tests/data/README says why).
+part differ (the command below; microclip/README says why).
 
-Examples (the commands that made the bundled models)::
+Where the parts are: `microclip.training_data` (the batch stream and augmentation),
+`microclip.contrastive` (the losses and the adversarial perturbations),
+`microclip.micro_siglip` (the siglip family); this module holds the options, the
+loop and the saving.
 
-    python tools/train_micro_clip.py --out tests/data/micro_clip.pt --seed 0 --steps 1200 \
+Examples (the commands that made the bundled models; from the repository root, and
+``python microclip/train_micro_clip.py`` works as well)::
+
+    python -m microclip.train_micro_clip --out tests/data/micro_clip.pt --seed 0 --steps 1200 \
         --adversarial-eps 0.0314 --adversarial-fraction 0.5 --adversarial-warmup 0.3
-    python tools/train_micro_clip.py --family siglip --context-length 16 --siglip-init clip \
+    python -m microclip.train_micro_clip --family siglip --context-length 16 --siglip-init clip \
         --seed 0 --steps 1900 --schedule wsd --decay-fraction 0.3 --adversarial-mode free \
         --adversarial-start 0.5 --adversarial-warmup 0.1 --adversarial-fraction 0.375 \
         --data-workers 1 --eval-every 250 --out tests/data/micro_siglip
@@ -50,8 +56,6 @@ Examples (the commands that made the bundled models)::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import json
 import math
 import os
@@ -59,7 +63,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 # Several processes may share the two cores; busy-waiting OpenMP threads then slow each
 # other down many times over. Must be set before torch loads its OpenMP runtime.
@@ -67,9 +71,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+# Run as a file (python microclip/train_micro_clip.py), the repository root is not on the path.
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -80,13 +84,14 @@ with warnings.catch_warnings():  # clip-anytorch imports the deprecated pkg_reso
     from clip.model import CLIP
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES  # noqa: E402
-from clipstyle_opt.testing.textures import (  # noqa: E402
-    CLIP_MEAN, CLIP_STD, COLOURS, PATTERNS, TrainingBatch, joint_accuracy, make_batch, make_training_batch, tokenize_trimmed,
-    zero_shot_accuracy,
+from microclip.batches import TrainingBatch, make_batch, make_training_batch  # noqa: E402
+from microclip.contrastive import (  # noqa: E402
+    adversarial_images, adversarial_radius, carry_perturbed, contrastive_loss, encoder_precision,
 )
-
-#: loss(image_features, text_features, positives) -> scalar
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from microclip.micro_siglip import SiglipFamily  # noqa: E402
+from microclip.scoring import CLIP_MEAN, CLIP_STD, joint_accuracy, tokenize_trimmed, zero_shot_accuracy  # noqa: E402
+from microclip.textures import COLOURS, PATTERNS  # noqa: E402
+from microclip.training_data import augment, training_batches  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="clip: OpenAI's CLIP class, softmax contrastive loss, saved as an fp16 state dict; "
                         "siglip: open_clip's CustomTextCLIP in SigLIP's layout (timm trunk with attention "
                         "pool, non-causal text tower, unigram tokenizer), pairwise sigmoid loss with a learned "
-                        "scale and bias, saved as a local-dir folder (tools/micro_siglip.py)")
+                        "scale and bias, saved as a local-dir folder (microclip/micro_siglip.py)")
     p.add_argument("--out", default=None,
                    help="output: a checkpoint file (clip) or a folder (siglip); default "
                         "tests/data/micro_clip.pt or tests/data/micro_siglip")
@@ -173,7 +178,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="initial logit scale t of the sigmoid loss (SigLIP: 10); learned from there")
     g.add_argument("--siglip-init", choices=("timm", "clip"), default="timm",
                    help="initialization of the siglip image trunk: timm's or OpenAI CLIP's (the bundled model; "
-                        "tools/micro_siglip.clip_initialization: learns patterns faster when trained on them)")
+                        "microclip.micro_siglip.clip_initialization: learns patterns faster when trained on them)")
     g.add_argument("--siglip-trunk", default="clipstyle_vit_micro64",
                    help="timm trunk of the siglip image tower (clipstyle_opt.encoders.openclip.MICRO_TRUNKS)")
     g.add_argument("--siglip-loss", choices=("sigmoid", "softmax"), default="sigmoid",
@@ -181,7 +186,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "separates the layout from the loss; not SigLIP's recipe)")
     g.add_argument("--softmax-first", type=float, default=0.0, metavar="FRACTION",
                    help="train the first FRACTION (0-1) of the steps with CLIP's softmax loss, then switch to "
-                        "--siglip-loss; a warm start that deviates from SigLIP's recipe (tests/data/README)")
+                        "--siglip-loss; a warm start that deviates from SigLIP's recipe (microclip/README)")
     p.add_argument("--eval-images", type=int, default=512, help="held-out images for the zero-shot check")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--eval-every", type=int, default=0,
@@ -206,110 +211,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def augment(images: torch.Tensor, out_size: int, min_crop: float, generator: torch.Generator) -> torch.Tensor:
-    """Random resized crops (side min_crop..1 of the image), rotation +-15 deg, shear/aspect +-10 %,
-    flips; one batched bicubic ``grid_sample`` to ``out_size`` px. (N, 3, H, W) -> (N, 3, out, out)."""
-    n = images.shape[0]
-    u = torch.rand(n, 7, generator=generator)
-    side = min_crop + (1 - min_crop) * u[:, 0]
-    angle = (u[:, 1] - 0.5) * (math.pi / 6)
-    aspect = 1 + (u[:, 2] - 0.5) * 0.2
-    shear = (u[:, 3] - 0.5) * 0.2
-    flip = torch.where(u[:, 4] < 0.5, -1.0, 1.0)
-    # Centre of the crop so that its (unrotated) square stays inside the image.
-    cx = (u[:, 5] * 2 - 1) * (1 - side)
-    cy = (u[:, 6] * 2 - 1) * (1 - side)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    sx, sy = side * aspect * flip, side / aspect
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = cos * sx
-    theta[:, 0, 1] = -sin * sy + shear * sy
-    theta[:, 1, 0] = sin * sx
-    theta[:, 1, 1] = cos * sy
-    theta[:, 0, 2] = cx
-    theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta, [n, 3, out_size, out_size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bicubic", padding_mode="reflection", align_corners=False)
-
-
-def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """(N images, M captions) scaled cosine similarities, as CLIP computes them."""
-    return logit_scale.exp() * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
-
-
-def _multi_positive_nll(logits: torch.Tensor, positives: torch.Tensor, dim: int) -> torch.Tensor:
-    """Cross-entropy of the softmax over ``dim`` against a uniform target over the positives there."""
-    target = positives.float()
-    return -(target / target.sum(dim, keepdim=True) * logits.log_softmax(dim=dim)).sum(dim).mean()
-
-
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
-                     positives: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE with multi-positive targets (uniform over each row's/column's positives)."""
-    logits = clip_logits(image_features, text_features, logit_scale)
-    return (_multi_positive_nll(logits, positives, 1) + _multi_positive_nll(logits, positives, 0)) / 2
-
-
-def image_to_text_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
-                       positives: torch.Tensor) -> torch.Tensor:
-    """The image-to-text half of `contrastive_loss`; defined for any subset of the images, since
-    each image's own caption is among its positives."""
-    return _multi_positive_nll(clip_logits(image_features, text_features, logit_scale), positives, 1)
-
-
-def encoder_precision(bf16: bool, device_type: str = "cpu") -> contextlib.ExitStack:
-    """bf16 autocast (when asked) and the math attention kernel, for every encoder pass:
-    the CPU flash-attention backward is slow in bf16."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16))
-    stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-    return stack
-
-
-def adversarial_images(model: torch.nn.Module, images: torch.Tensor, text_features: torch.Tensor,
-                       positives: torch.Tensor, eps: float, std: torch.Tensor, generator: torch.Generator,
-                       bf16: bool, loss_fn: Optional[LossFn] = None) -> torch.Tensor:
-    """Normalized images pushed, within an L-infinity ball of ``eps`` pixel units, to raise the loss.
-
-    Fast adversarial training (one signed-gradient step of 1.25 eps from a
-    uniform random start, Wong et al. 2020), with the text side fixed. Why:
-    a CLIP trained on clean images alone is steered by the stylization into
-    faint streaks that score as "stripes" without looking like them; a model
-    that small perturbations cannot move has input gradients that look like
-    the concept, which is what the U-Net then draws.
-
-    loss_fn(image_features, text_features, positives): the loss attacked;
-    default `image_to_text_loss` with the model's logit scale (CLIP).
-    """
-    if loss_fn is None:
-        def loss_fn(features: torch.Tensor, texts: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-            return image_to_text_loss(features, texts, model.logit_scale.detach(), pos)
-    scale = (eps / std).to(images.device).expand_as(images[:1])
-    # drawn on the CPU from the trainer's generator whatever the device, so a seed gives the same noise
-    noise = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * scale
-    delta = noise.requires_grad_(True)
-    with encoder_precision(bf16, images.device.type):
-        features = model.encode_image(images + delta)
-    loss = loss_fn(features.float(), text_features.detach(), positives)
-    (grad,) = torch.autograd.grad(loss, delta)
-    step = 1.25 * scale * grad.sign()
-    delta = torch.maximum(torch.minimum(delta.detach() + step, scale), -scale)
-    return images + delta
-
-
-def carry_perturbed(images: torch.Tensor, grad: torch.Tensor, eps: float, std: torch.Tensor,
-                    generator: torch.Generator) -> torch.Tensor:
-    """Normalized ``images`` moved, within an L-infinity ball of ``eps`` pixel units, along the sign of
-    ``grad`` (the loss's gradient at them, from the training step's own backward) from a uniform random
-    start: --adversarial-mode free's perturbed part for the next step. The gradient is one step stale
-    and taken at the clean image rather than at the random start, so the attack is weaker than
-    `adversarial_images`, but it costs no extra forward and backward."""
-    scale = (eps / std).to(images.device).expand_as(images[:1])
-    start = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * scale
-    delta = torch.maximum(torch.minimum(start + 1.25 * scale * grad.sign(), scale), -scale)
-    return images + delta
-
-
 def build(args: argparse.Namespace) -> CLIP:
     heads = args.text_width // 64
     if heads < 1:
@@ -324,93 +225,6 @@ def fp16_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
     casts each tensor to its parameter's dtype on loading, so the file loads unchanged."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-
-
-def adversarial_radius(step: int, args: argparse.Namespace) -> float:
-    """The L-infinity radius (pixel units, [0, 1]) of the adversarial part at ``step`` (0-based); 0: clean.
-
-    Clean for the first --adversarial-start share of the steps, then ramped linearly from 0 to
-    --adversarial-eps over --adversarial-warmup of all the steps."""
-    adversarial_step = step - round(args.adversarial_start * args.steps)
-    if adversarial_step < 0:
-        return 0.0
-    return args.adversarial_eps * min(1.0, (adversarial_step + 1) / max(1.0, args.adversarial_warmup * args.steps))
-
-
-def softmax_step_count(args: argparse.Namespace) -> int:
-    """How many of the first steps --softmax-first trains with CLIP's softmax loss."""
-    return round(args.softmax_first * args.steps)
-
-
-class SiglipFamily:
-    """What the siglip family changes in the training loop (tools/micro_siglip.py holds the parts)."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import micro_siglip
-
-        from clipstyle_opt.encoders.openclip import MICRO_TRUNKS
-
-        self.parts = micro_siglip
-        self.tokenizer = micro_siglip.train_tokenizer(args.vocab_size)
-        longest = micro_siglip.longest_caption(self.tokenizer)
-        if longest[0] > args.context_length:
-            # Checked here, not after training: the final evaluation's templated captions would
-            # otherwise fail to fit half an hour later (seen with sentencepiece 0.2.3, 140 pieces).
-            raise SystemExit(
-                f"error: the tokenizer splits {longest[1]!r} into {longest[0]} tokens, over --context-length "
-                f"{args.context_length} (sentencepiece {importlib.metadata.version('sentencepiece')}, "
-                f"{len(self.tokenizer)} pieces); raise --context-length, or install the pinned sentencepiece "
-                f"(repository root): pip install -c constraints.txt -e '.[train]'")
-        width = MICRO_TRUNKS[args.siglip_trunk]["embed_dim"]
-        self.config = micro_siglip.model_config(
-            trunk=args.siglip_trunk, image_size=args.image_resolution, embed_dim=width,
-            context_length=args.context_length, vocab_size=len(self.tokenizer), text_width=args.text_width,
-            text_heads=max(1, args.text_width // 64), text_layers=args.text_layers)
-        self.context_length = args.context_length
-        self.init = args.siglip_init
-        self.loss_kind = args.siglip_loss
-        self.softmax_steps = softmax_step_count(args)
-        self.mean, self.std = micro_siglip.SIGLIP_MEAN, micro_siglip.SIGLIP_STD
-
-    def build(self) -> torch.nn.Module:
-        return self.parts.build_model(self.config, self.init)
-
-    def tokens(self, captions: list[str]) -> torch.Tensor:
-        return self.parts.tokenize(self.tokenizer, captions, self.context_length)
-
-    def loss_fn(self, model: torch.nn.Module, detach: bool, step: int = 0) -> LossFn:
-        """The loss at ``step`` (0-based): softmax during the first --softmax-first steps, then
-        --siglip-loss; ``detach``: the adversary's version (image-to-text half, scale and bias fixed)."""
-        kind = "softmax" if step < self.softmax_steps else self.loss_kind
-        def loss(image_features: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-            scale, bias = model.logit_scale, model.logit_bias
-            if detach:
-                scale, bias = scale.detach(), bias.detach()
-            if kind == "softmax":
-                if detach:  # the adversary attacks the image-to-text half, as for the micro CLIP
-                    return image_to_text_loss(image_features, text_features, scale, positives)
-                return contrastive_loss(image_features, text_features, scale, positives)
-            return self.parts.sigmoid_loss(image_features, text_features, scale, bias, positives)
-        return loss
-
-    def prepare(self, model: torch.nn.Module, device: torch.device) -> None:
-        """On the CPU, timm's explicit attention instead of torch's math kernel, as the project's
-        encoder does (`clipstyle_opt.encoders.openclip.timm_attention_layers`): measured on the
-        2-core Intel Xeon (AMX), bf16 autocast, the image tower's forward + backward for 128
-        textures took 0.30 s against 0.36 s. A kernel choice, not saved with the model."""
-        from clipstyle_opt.encoders.openclip import timm_attention_layers
-
-        if device.type == "cpu":
-            for layer in timm_attention_layers(model):
-                layer.fused_attn = False
-
-    def save(self, model: torch.nn.Module, out: Path) -> int:
-        return self.parts.save_folder(model, self.tokenizer, self.config, out)
-
-    def reload(self, out: Path) -> torch.nn.Module:
-        from clipstyle_opt.encoders.openclip import load_open_clip
-        return load_open_clip(f"local-dir:{out}")
 
 
 def held_out_accuracy(model: torch.nn.Module, family: Optional[SiglipFamily], images: torch.Tensor,
@@ -433,57 +247,6 @@ def held_out_accuracy(model: torch.nn.Module, family: Optional[SiglipFamily], im
         text_features = F.normalize(model.encode_text(tokens.to(device)).float(), dim=-1)
     model.train(was_training)
     return joint_accuracy(model, image_features.cpu(), text_features.cpu(), labels)
-
-
-class TrainingBatches(torch.utils.data.IterableDataset):
-    """The trainer's stream of texture batches: ``steps`` of them, drawn from one generator seeded with ``seed``.
-
-    Iterating yields a `TrainingBatch` per step. It holds all of the stream's randomness (the
-    per-batch colour subset and the batch itself), so rendering it in a DataLoader worker gives
-    the same batches, in the same order, as rendering it in the training process.
-    """
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        super().__init__()
-        self.args = args
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        args = self.args
-        rng = np.random.default_rng(args.seed)
-        for carried in carried_counts(args):
-            colours = None
-            if args.colours_per_batch:
-                colours = list(rng.choice(list(COLOURS), size=args.colours_per_batch, replace=False))
-            yield make_training_batch(args.batch_size - carried, args.render_size, rng,
-                                      templated_fraction=args.templated_fraction,
-                                      blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
-                                      partial_fraction=args.partial_fraction, colours=colours)
-
-
-def carried_counts(args: argparse.Namespace) -> list[int]:
-    """How many of each step's ``batch_size`` images are carried over from the step before
-    (--adversarial-mode free: last step's fresh images, perturbed); the stream renders only the rest.
-    0 at every step in fgsm mode and in the clean steps."""
-    counts, carried = [], 0
-    perturbed = round(args.adversarial_fraction * args.batch_size)
-    for step in range(args.steps):
-        counts.append(carried)
-        free = args.adversarial_mode == "free" and adversarial_radius(step, args) > 0
-        carried = min(perturbed, args.batch_size - carried) if free else 0
-    return counts
-
-
-def training_batches(args: argparse.Namespace) -> Iterator[TrainingBatch]:
-    """`TrainingBatches`, rendered in this process (--data-workers 0) or one step ahead in a worker
-    process (--data-workers 1). Why a worker: rendering is single-threaded numpy, about 0.14 s a
-    batch on the 2-core Intel Xeon, a fifth of a micro SigLIP step; in a worker it
-    overlaps with the model's step instead of adding to it."""
-    stream = TrainingBatches(args)
-    if args.data_workers == 0:
-        return iter(stream)
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.data_workers,
-                                         prefetch_factor=2)
-    return iter(loader)
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
@@ -515,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             # SigLIP initializes b = -10 so that training starts at the prior of its 32k-pair batches,
             # about one positive per row. Here a row has several positives (classes repeat, partial
             # captions), so the same rationale gives a far higher bias; at -10 the loss of the
-            # positives swamped everything and no pattern was learned (tests/data/README).
+            # positives swamped everything and no pattern was learned (microclip/README).
             sample = make_training_batch(args.batch_size, 16, np.random.default_rng([args.seed, 1]),
                                          templated_fraction=args.templated_fraction,
                                          blend_fraction=args.blend_fraction, photo_fraction=args.photo_fraction,
@@ -650,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     templated = zero_shot_accuracy(reloaded, images, labels, IMAGENET_TEMPLATES)
     over_clutter = zero_shot_accuracy(reloaded, blended, blended_labels)
     report = {
-        "command": "python tools/train_micro_clip.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m microclip.train_micro_clip " + " ".join(argv if argv is not None else sys.argv[1:]),
         "family": args.family, "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
         "train_time_s": round(train_time, 1), "data_time_s": round(data_time, 1),
         "size_bytes": size, "parameters": n_params, "threads": args.threads, "device": str(device),

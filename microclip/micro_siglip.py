@@ -1,6 +1,7 @@
 """The micro SigLIP's parts: its open_clip config, its tokenizer, its loss and its folder.
 
-Used by ``tools/train_micro_clip.py --family siglip``. The model follows
+Used by ``python -m microclip.train_micro_clip --family siglip``, through
+`SiglipFamily` (what that family changes in the training loop). The model follows
 SigLIP's structure as open_clip builds it (``CustomTextCLIP``): a timm ViT
 trunk with an attention-pool ("map") head and no projection, a non-causal
 text transformer pooled at the last position, a learned logit scale *and*
@@ -16,6 +17,8 @@ sentencepiece; loading needs only transformers' ``tokenizers``.
 """
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import json
 import math
 import string
@@ -26,9 +29,9 @@ import torch
 from torch.nn import functional as F
 
 from clipstyle_opt.encoders.templates import IMAGENET_TEMPLATES
-from clipstyle_opt.testing.textures import (
-    CAPTION_TEMPLATES, COLOUR_ONLY_TEMPLATES, COLOURS, PATTERN_ONLY_TEMPLATES, PATTERNS, PHOTO_CAPTION,
-)
+from microclip.contrastive import LossFn, contrastive_loss, image_to_text_loss
+from microclip.captions import CAPTION_TEMPLATES, COLOUR_ONLY_TEMPLATES, PATTERN_ONLY_TEMPLATES, PHOTO_CAPTION
+from microclip.textures import COLOURS, PATTERNS
 
 #: SigLIP's input normalization (RGB mean and std of [0, 1] images).
 SIGLIP_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -162,7 +165,7 @@ def clip_initialization(trunk: torch.nn.Module) -> None:
     alone (200 supervised steps, 512 held-out images): CLIP's own image tower reached 85 % pattern
     accuracy, this trunk 46 % with timm's init, 50 % with only the position embedding rescaled and
     83 % with both. Under the contrastive losses (250 clean steps, held-out zero-shot pattern):
-    softmax 32 % -> 41 %, sigmoid 25 % -> 28 % (tests/data/README). Only the starting weights change.
+    softmax 32 % -> 41 %, sigmoid 25 % -> 28 % (microclip/README). Only the starting weights change.
     """
     for module in trunk.modules():
         if isinstance(module, torch.nn.Linear):
@@ -197,3 +200,75 @@ def save_folder(model: torch.nn.Module, tokenizer: Any, config: dict[str, Any], 
     save_file(state, str(folder / "open_clip_model.safetensors"))
     tokenizer.save_pretrained(str(folder))
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def softmax_step_count(args: argparse.Namespace) -> int:
+    """How many of the first steps --softmax-first trains with CLIP's softmax loss."""
+    return round(args.softmax_first * args.steps)
+
+
+class SiglipFamily:
+    """What ``--family siglip`` changes in the trainer's loop: model, tokens, loss, kernels, saving."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from clipstyle_opt.encoders.openclip import MICRO_TRUNKS
+
+        self.tokenizer = train_tokenizer(args.vocab_size)
+        longest = longest_caption(self.tokenizer)
+        if longest[0] > args.context_length:
+            # Checked here, not after training: the final evaluation's templated captions would
+            # otherwise fail to fit half an hour later (seen with sentencepiece 0.2.3, 140 pieces).
+            raise SystemExit(
+                f"error: the tokenizer splits {longest[1]!r} into {longest[0]} tokens, over --context-length "
+                f"{args.context_length} (sentencepiece {importlib.metadata.version('sentencepiece')}, "
+                f"{len(self.tokenizer)} pieces); raise --context-length, or install the pinned sentencepiece "
+                f"(repository root): pip install -c constraints.txt -e '.[train]'")
+        width = MICRO_TRUNKS[args.siglip_trunk]["embed_dim"]
+        self.config = model_config(
+            trunk=args.siglip_trunk, image_size=args.image_resolution, embed_dim=width,
+            context_length=args.context_length, vocab_size=len(self.tokenizer), text_width=args.text_width,
+            text_heads=max(1, args.text_width // 64), text_layers=args.text_layers)
+        self.context_length = args.context_length
+        self.init = args.siglip_init
+        self.loss_kind = args.siglip_loss
+        self.softmax_steps = softmax_step_count(args)
+        self.mean, self.std = SIGLIP_MEAN, SIGLIP_STD
+
+    def build(self) -> torch.nn.Module:
+        return build_model(self.config, self.init)
+
+    def tokens(self, captions: list[str]) -> torch.Tensor:
+        return tokenize(self.tokenizer, captions, self.context_length)
+
+    def loss_fn(self, model: torch.nn.Module, detach: bool, step: int = 0) -> LossFn:
+        """The loss at ``step`` (0-based): softmax during the first --softmax-first steps, then
+        --siglip-loss; ``detach``: the adversary's version (image-to-text half, scale and bias fixed)."""
+        kind = "softmax" if step < self.softmax_steps else self.loss_kind
+        def loss(image_features: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+            scale, bias = model.logit_scale, model.logit_bias
+            if detach:
+                scale, bias = scale.detach(), bias.detach()
+            if kind == "softmax":
+                if detach:  # the adversary attacks the image-to-text half, as for the micro CLIP
+                    return image_to_text_loss(image_features, text_features, scale, positives)
+                return contrastive_loss(image_features, text_features, scale, positives)
+            return sigmoid_loss(image_features, text_features, scale, bias, positives)
+        return loss
+
+    def prepare(self, model: torch.nn.Module, device: torch.device) -> None:
+        """On the CPU, timm's explicit attention instead of torch's math kernel, as the project's
+        encoder does (`clipstyle_opt.encoders.openclip.timm_attention_layers`): measured on the
+        2-core Intel Xeon (AMX), bf16 autocast, the image tower's forward + backward for 128
+        textures took 0.30 s against 0.36 s. A kernel choice, not saved with the model."""
+        from clipstyle_opt.encoders.openclip import timm_attention_layers
+
+        if device.type == "cpu":
+            for layer in timm_attention_layers(model):
+                layer.fused_attn = False
+
+    def save(self, model: torch.nn.Module, out: Path) -> int:
+        return save_folder(model, self.tokenizer, self.config, out)
+
+    def reload(self, out: Path) -> torch.nn.Module:
+        from clipstyle_opt.encoders.openclip import load_open_clip
+        return load_open_clip(f"local-dir:{out}")

@@ -1,17 +1,17 @@
 #!/usr/bin/env python
 """Run several micro-model training recipes side by side and tabulate their held-out accuracy.
 
-Each recipe is ``NAME=ARGS``: extra arguments for ``tools/train_micro_clip.py``
+Each recipe is ``NAME=ARGS``: extra arguments for the trainer (`microclip.train_micro_clip`)
 on top of ``--common``. Runs go ``--jobs`` at a time, each with its own
 output folder and log under ``--work``; a run that outlasts ``--timeout`` is
 stopped, and its log still shows the accuracy it printed along the way
 (``--eval-every``). Meant for trying recipes on a machine with many cores or
 a GPU (``--common "--device cuda"``); the bundled models themselves are
-trained on the CPU with one command each (tests/data/README).
+trained on the CPU with one command each (microclip/README).
 
 Example (eight SigLIP recipes on one GPU, two CPU threads each)::
 
-    python tools/sweep_micro_recipes.py --jobs 8 --work /tmp/sweep --summary summary.json \\
+    python -m microclip.sweep_micro_recipes --jobs 8 --work /tmp/sweep --summary summary.json \\
         --common "--family siglip --context-length 16 --device cuda --eval-every 200" \\
         base= clip="--siglip-init clip" k2="--siglip-init clip --colours-per-batch 2"
 """
@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+#: The trainer, run as a file (it puts the repository root on sys.path itself), so a sweep works from any folder.
 TRAINER = Path(__file__).resolve().parent / "train_micro_clip.py"
 
 

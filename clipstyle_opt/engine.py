@@ -30,7 +30,7 @@ from .imageio import (MAX_PIXELS_ENV, MIN_SIDE, ImageSource, atomic_write, check
                       fit_size, load_image, max_pixels, resize, save_image, to_pil)
 from .objective.masks import composite, load_mask, resize_mask, union
 from .objective.style_objective import TERM_NAMES, StyleObjective
-from .encoders.prompts import check_text
+from .encoders.prompts import check_prompts, check_text
 from .unet.restyle import render_hw
 from .training.stopping import EarlyStop
 from .unet.tiling import DEFAULT_TILE_SIZE, StatsMode, apply_tiled
@@ -324,11 +324,12 @@ class Stylizer:
         """
         config = self._call_config(overrides)
         if isinstance(prompt, str):
-            check_text(prompt, "the prompt")
+            check_text(prompt, "the prompt", clip_model=config.clip_model)
         guidance = make_guidance(prompt, weights=weights, style_image=style_image, style_weights=style_weights,
                                  mask=mask, regions=regions, focus=focus, focus_threshold=focus_threshold,
                                  focus_invert=focus_invert, fusion=config.fusion)
-        check_text(config.source_text, "source_text", allow_empty=True)
+        check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
+        check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
         try:
             return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
         except (RuntimeError, MemoryError) as exc:

@@ -10,6 +10,9 @@ Accepted forms (each may end in ``@WEIGHT`` inside an ensemble, e.g. ``ViT-B/32@
 ``local-dir:/path``                          a folder in open_clip's hub layout (offline)
 ``open_clip:ARCH``                           random weights (benchmarks, tests)
 ==========================================  =============================================
+
+Each scheme is one row of `BACKENDS` (its loader, tokenizer, context length and
+catalogue); parsing, loading, the early prompt check and `known_models` read the table.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 
 from ..errors import ConfigError
 from .base import ImageTextEncoder
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -191,8 +195,9 @@ def encoder_list(encoders: ImageTextEncoder | Sequence[ImageTextEncoder] | None)
 def load_encoder(spec: str | ModelSpec, device: torch.device | str = "cpu") -> ImageTextEncoder:
     """Load one frozen encoder from a ``--clip-model`` string (any ``@WEIGHT`` is ignored here)."""
     parsed = parse_model_spec(spec) if isinstance(spec, str) else spec
-    backend = parsed.backend if parsed.backend.family == parsed.family else next(
-        row for row in BACKENDS if row.family == parsed.family)  # a spec built by hand names only its family
+    backend = parsed.backend
+    if backend.family != parsed.family:  # a spec built by hand may name only its family
+        backend = next((row for row in BACKENDS if row.family == parsed.family), backend_for("open_clip"))
     return _resolve(backend.loader)(parsed.name, device)
 
 

@@ -14,7 +14,8 @@ import torch
 
 from clipstyle_opt import StyleConfig
 from clipstyle_opt.imageio import load_image, resize
-from clipstyle_opt.objective import TERM_NAMES, TERMS, terms as terms_module
+from clipstyle_opt.objective import TERM_NAMES, TERMS
+from clipstyle_opt.objective import terms as terms_module
 from clipstyle_opt.objective.augment import sample_crop_params
 from clipstyle_opt.objective.style_objective import StyleObjective
 from clipstyle_opt.testing import tolerances

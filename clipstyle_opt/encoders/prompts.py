@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from .templates import IMAGENET_TEMPLATES
 from ..errors import ConfigError
+from .templates import IMAGENET_TEMPLATES
 
 CONTEXT_LENGTH = 77
 """Tokens OpenAI CLIP's text encoder reads (all OpenAI CLIP models), start and end marks included."""

@@ -91,7 +91,7 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module, __package__), function)
 
 
-def backend_for(scheme_or_spec: "str | ModelSpec") -> Backend:
+def backend_for(scheme_or_spec: str | ModelSpec) -> Backend:
     """The row of `BACKENDS` for a scheme ("openai", "local-dir", ...; "" or unknown: the fallback) or a
     parsed `ModelSpec`."""
     if isinstance(scheme_or_spec, ModelSpec):

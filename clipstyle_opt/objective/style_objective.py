@@ -30,21 +30,19 @@ chunk by chunk (`StyleObjective.backward`), both through the same code.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Sequence, Union
 
 import torch
 from torch.nn import functional as F
 
-from . import augment, losses
 from ..config import StyleConfig
 from ..devices import autocast
 from ..encoders.base import ImageTextEncoder
 from ..encoders.vgg import VGGFeatures
+from . import augment, losses
 from .guidance import Guidance, WeightedText, make_guidance
 from .terms import (CLIP_TERMS, PIXEL_TERMS, TERM_NAMES, TERMS, ClipInputs, Direction, EncoderMember, PixelInputs,
                     kept_share, term_weights, weighted_total)
-
 
 
 def _no_section(name: str) -> ContextManager:

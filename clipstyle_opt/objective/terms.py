@@ -36,9 +36,9 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
 
-from . import losses
 from ..config import StyleConfig
 from ..encoders.base import ImageTextEncoder
+from . import losses
 
 Direction = tuple[torch.Tensor, float]
 """A unit direction (D,) in one encoder's space and its weight."""

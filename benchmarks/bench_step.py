@@ -46,6 +46,7 @@ from clipstyle_opt.encoders.vgg import load_vgg  # noqa: E402
 from clipstyle_opt.unet.model import seeded_unet  # noqa: E402
 from clipstyle_opt.imageio import load_image, resize  # noqa: E402
 from clipstyle_opt.objective.style_objective import StyleObjective  # noqa: E402
+from clipstyle_opt.objective.terms import TERM_NAMES  # noqa: E402
 from clipstyle_opt.testing import RANDOM_CLIP_SIZES, CLIP  # noqa: E402
 
 PHOTO = ROOT / "examples" / "astronaut.png"
@@ -348,7 +349,7 @@ def main() -> None:
     if "bf16" in by_precision and "fp32" in by_precision:
         print("\nloss terms on the same seed, bf16 vs fp32 (relative difference, first timed step):")
         a, b = by_precision["bf16"]["losses"][args.warmup], by_precision["fp32"]["losses"][args.warmup]
-        for key in ("dir", "patch", "content", "tv", "total"):
+        for key in (*TERM_NAMES, "total"):  # every term of the table (style is 0 here: no style image)
             print(f"  {key:<8} bf16 {a[key]:.6g}  fp32 {b[key]:.6g}  rel diff {abs(a[key] - b[key]) / max(abs(b[key]), 1e-12):.2e}")
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name(device),
               "torch": torch.__version__, "command": " ".join([Path(sys.executable).name, *sys.argv]),

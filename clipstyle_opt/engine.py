@@ -12,7 +12,7 @@ import torch
 from .config import ENCODER_KEYS, StyleConfig
 from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
 from .encoders.base import ImageTextEncoder
-from .encoders.prompts import check_text
+from .encoders.prompts import check_prompts, check_text
 from .encoders.registry import encoder_list, ensemble, load_encoder
 from .encoders.vgg import VGGFeatures, load_vgg
 from .errors import ConfigError, OutOfMemoryError
@@ -141,7 +141,8 @@ class Stylizer:
         aims = {key: options.pop(key) for key in GUIDANCE_KEYWORDS if key in options and key not in settings}
         config = self._call_config(options)
         guidance = make_guidance(prompt, style_image=style_image, fusion=config.fusion, **aims)
-        check_text(config.source_text, "source_text", allow_empty=True)
+        check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
+        check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
         try:
             return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
         except (RuntimeError, MemoryError) as exc:

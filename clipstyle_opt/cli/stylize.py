@@ -77,7 +77,7 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
     from ..imageio import read_image, save_image
     from ..interrupts import GracefulStop
     from ..objective.masks import load_mask
-    from ..encoders.prompts import check_text
+    from ..encoders.prompts import check_prompts, check_text
 
     # Everything that can be checked is checked before any model loads.
     given = given_on_command_line(flag_values)
@@ -94,7 +94,8 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
         load_mask(mask_file, "--mask")
     for mask_file, _ in regions:
         load_mask(mask_file, "--region mask")
-    check_text(config.source_text, "--source-text", allow_empty=True)
+    check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
+    check_text(config.source_text, "--source-text", allow_empty=True, clip_model=config.clip_model)
     try:
         resolve_precision(config.precision, resolve_device(config.device))
     except ConfigError as exc:

@@ -60,6 +60,7 @@ class ImageTextEncoder(Protocol):
     family: "openai", "open_clip" (SigLIP models included).
     input_resolution: side in px of the square images the image tower takes.
     embedding_width: D, the length of every embedding.
+    context_length: tokens the text tower reads, start/end marks included.
     mean, std: (1, 3, 1, 1) normalization applied after resizing.
     autocast_dtype: reduced precision the towers compute in (None: fp32); settable.
     """
@@ -68,6 +69,7 @@ class ImageTextEncoder(Protocol):
     family: str
     input_resolution: int
     embedding_width: int
+    context_length: int
     mean: torch.Tensor
     std: torch.Tensor
     autocast_dtype: torch.dtype | None
@@ -77,6 +79,12 @@ class ImageTextEncoder(Protocol):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, D) unit vectors; differentiable w.r.t. ``images``."""
+
+    def check_prompt(self, text: str, what: str = "the prompt",
+                     templates: Sequence[str] = IMAGENET_TEMPLATES) -> str:
+        """``text`` if it fits the context through every template with this encoder's own tokenizer;
+        else one-line `ConfigError` naming the encoder (`clipstyle_opt.encoders.prompts.check_fits`).
+        `encode_text` and `encode_prompt` call it on every text: never truncated."""
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Texts, no templates -> (N, D) unit vectors."""

@@ -7,7 +7,7 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -15,8 +15,9 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import ModelUnavailableError, first_line
-from .prompts import check_text
+from .prompts import check_fits, max_prompt_tokens
 from .base import WeightsCastOnce, resize_and_normalize
+from .openai_tokens import count_tokens
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir, download
 
@@ -71,6 +72,7 @@ class ClipEncoder(WeightsCastOnce):
         self.name = name
         self.input_resolution = int(model.visual.input_resolution)
         self.context_length = int(model.context_length)
+        self._limits: dict[tuple[str, ...], int] = {}  # templates -> max_prompt_tokens
         self.embedding_width = int(model.text_projection.shape[1])
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -99,11 +101,23 @@ class ClipEncoder(WeightsCastOnce):
             features = self.model.encode_image(self.preprocess(images))
         return F.normalize(features.float(), dim=-1)
 
+    def check_prompt(self, text: str, what: str = "the prompt",
+                     templates: Sequence[str] = IMAGENET_TEMPLATES) -> str:
+        """``text`` if it fits this model's context through every template, else one-line `ConfigError`
+        (`clipstyle_opt.encoders.prompts.check_fits`; every OpenAI CLIP is named "CLIP": they share one
+        tokenizer and context)."""
+        templates = tuple(templates)
+        limit = self._limits.get(templates)
+        if limit is None:
+            limit = self._limits[templates] = max_prompt_tokens(self.context_length, templates, count_tokens)
+        return check_fits(text, what, label="CLIP", count=count_tokens, context_length=self.context_length,
+                          templates=templates, limit=limit)
+
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Texts -> (N, D) unit vectors (no templates). A text longer than the context raises `ConfigError`."""
         for text in texts:
-            check_text(text, "a text", allow_empty=True, context_length=self.context_length, templates=())
+            self.check_prompt(text, "a text", templates=())
         tokens = openai_clip.tokenize(list(texts), context_length=self.context_length)
         features = self.model.encode_text(tokens.to(self.device))
         return F.normalize(features.float(), dim=-1)
@@ -115,7 +129,7 @@ class ClipEncoder(WeightsCastOnce):
         Averaging before normalizing follows the reference code. A text that does not fit the
         context in every template raises `ConfigError` (`clipstyle_opt.encoders.prompts`): never truncated.
         """
-        check_text(text, "the text", allow_empty=True, context_length=self.context_length, templates=tuple(templates))
+        self.check_prompt(text, "the text", templates=templates)
         tokens = openai_clip.tokenize(fill_templates(text, tuple(templates)), context_length=self.context_length)
         features = self.model.encode_text(tokens.to(self.device))
         return F.normalize(features.float().mean(dim=0), dim=-1)
@@ -202,6 +216,26 @@ def _cast_matmul_weights(model: nn.Module, dtype: torch.dtype) -> None:
         for tensor in tensors:
             if isinstance(tensor, torch.Tensor):
                 tensor.data = tensor.data.to(dtype)
+
+
+_OPENAI_TO_OPEN_CLIP = {"ViT-L/14@336px": "ViT-L-14-336"}
+"""OpenAI names whose open_clip architecture is not the name with "/" as "-"."""
+
+
+def known_openai_models() -> list[dict[str, Any]]:
+    """`clipstyle models` rows for every OpenAI CLIP name clip-anytorch knows; input px and width
+    from open_clip's configs when open_clip is installed, else blank."""
+    from .openclip import optional_open_clip, size_and_width
+
+    open_clip = optional_open_clip()
+    rows = []
+    clip_cache = cache_dir("clip")
+    for name, url in getattr(openai_clip.clip, "_MODELS", {}).items():
+        arch = _OPENAI_TO_OPEN_CLIP.get(name, name.replace("/", "-"))
+        size, width = size_and_width(open_clip, arch) if open_clip else (None, None)
+        rows.append({"model": f"openai:{name}", "family": "openai", "input_px": size, "width": width,
+                     "cached": (clip_cache / os.path.basename(url)).is_file()})
+    return rows
 
 
 def load_clip(name_or_path: str, device: torch.device | str = "cpu") -> ClipEncoder:

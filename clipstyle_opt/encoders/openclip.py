@@ -35,8 +35,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..errors import ConfigError, ModelUnavailableError, first_line
+from ..errors import ModelUnavailableError, first_line
 from .base import WeightsCastOnce, resize_and_normalize
+from .prompts import check_fits, max_prompt_tokens
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir
 
@@ -112,6 +113,7 @@ class OpenClipEncoder(WeightsCastOnce):
         self.name = name
         self.input_resolution = int(image_size)
         self.context_length = int(getattr(tokenizer, "context_length", 0) or 77)
+        self._limits: dict[tuple[str, ...], int] = {}  # templates -> max_prompt_tokens
         with torch.no_grad():
             probe = self.model.encode_text(self.tokenizer(["a"]))
         self.embedding_width = int(probe.shape[-1])
@@ -158,37 +160,53 @@ class OpenClipEncoder(WeightsCastOnce):
         return F.normalize(features.float(), dim=-1)
 
     def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
-        for text in texts:
-            self._check_fits(text)
         return self.tokenizer(list(texts)).to(self.device)
 
-    def _check_fits(self, text: str) -> None:
-        """open_clip's tokenizers cut long texts silently; we refuse them, as for OpenAI CLIP."""
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's context, marks included (its own tokenizer)."""
         count = token_count(self.tokenizer, text)
-        if count is not None and count > self.context_length:
-            raise ConfigError(f"the text is too long for {self.name}: {count} tokens in a "
-                              f"{self.context_length}-token context ({text[:60]!r}...); shorten it")
+        assert count is not None, "check_prompt skips tokenizers it cannot count"
+        return count
+
+    def check_prompt(self, text: str, what: str = "the prompt",
+                     templates: Sequence[str] = IMAGENET_TEMPLATES) -> str:
+        """``text`` if it fits this model's context through every template, else one-line `ConfigError`
+        naming this encoder (`clipstyle_opt.encoders.prompts.check_fits`). open_clip's tokenizers cut
+        long texts silently; we refuse them, as for OpenAI CLIP."""
+        templates = tuple(templates)
+        if token_count(self.tokenizer, "") is None:  # a tokenizer we cannot count with: not checked
+            return text
+        limit = self._limits.get(templates)
+        if limit is None:
+            limit = self._limits[templates] = max_prompt_tokens(self.context_length, templates, self.count_tokens)
+        return check_fits(text, what, label=self.name, count=self.count_tokens, context_length=self.context_length,
+                          templates=templates, limit=limit)
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        for text in texts:
+            self.check_prompt(text, "a text", templates=())
         with self._precision():
             features = self.model.encode_text(self._tokens(texts))
         return F.normalize(features.float(), dim=-1)
 
     @torch.no_grad()
     def encode_prompt(self, text: str, templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
+        self.check_prompt(text, "the text", templates=templates)
         with self._precision():
             features = self.model.encode_text(self._tokens(fill_templates(text, tuple(templates))))
         return F.normalize(features.float().mean(dim=0), dim=-1)
 
 
 def token_count(tokenizer: Any, text: str) -> int | None:
-    """Tokens ``text`` takes in ``tokenizer``'s context, start/end marks included (None: unknown)."""
+    """Tokens ``text`` takes in ``tokenizer``'s context, start/end marks included, after the tokenizer's
+    own cleaning (SigLIP's lower-cases and strips punctuation); None: a tokenizer we cannot count with."""
     if hasattr(tokenizer, "encoder") and hasattr(tokenizer, "encode"):  # open_clip's SimpleTokenizer (CLIP BPE)
         return len(tokenizer.encode(text)) + 2
     inner = getattr(tokenizer, "tokenizer", None)  # HFTokenizer wraps a transformers tokenizer
     if inner is not None and callable(inner):
-        return len(inner(text)["input_ids"])
+        clean = getattr(tokenizer, "clean_fn", None) or (lambda t: t)
+        return len(inner(clean(text))["input_ids"])
     return None
 
 
@@ -260,6 +278,39 @@ def pretrained_is_cached(open_clip: Any, arch: str, tag: str) -> bool:
         names.insert(0, filename[:-4] + ".safetensors")
     return any(isinstance(try_to_load_from_cache(repo, name, cache_dir=str(cache_dir("open_clip"))), str)
                for name in names)
+
+
+def optional_open_clip() -> Any:
+    """The open_clip module, or None when it is not installed (for listings that work without it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import open_clip
+    except ImportError:
+        return None
+    return open_clip
+
+
+def size_and_width(open_clip: Any, arch: str) -> tuple[int | None, int | None]:
+    """(input px, embedding width) of an open_clip architecture from its model config (None, None if unknown)."""
+    cfg = open_clip.get_model_config(arch) or {}
+    size = cfg.get("vision_cfg", {}).get("image_size")
+    if isinstance(size, (tuple, list)):
+        size = size[0]
+    return size, cfg.get("embed_dim")
+
+
+def known_open_clip_models() -> list[dict[str, Any]]:
+    """`clipstyle models` rows for every open_clip architecture and pretrained tag ([] without open_clip)."""
+    open_clip = optional_open_clip()
+    if open_clip is None:
+        return []
+    rows = []
+    for arch, tag in open_clip.list_pretrained():
+        size, width = size_and_width(open_clip, arch)
+        rows.append({"model": f"open_clip:{arch}:{tag}", "family": "open_clip", "input_px": size,
+                     "width": width, "cached": pretrained_is_cached(open_clip, arch, tag)})
+    return rows
 
 
 MICRO_TRUNKS = {
@@ -347,4 +398,5 @@ def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEnc
 
 
 __all__ = ["OpenClipEncoder", "load_open_clip", "import_open_clip", "register_micro_trunks", "token_count",
+           "known_open_clip_models", "optional_open_clip", "size_and_width",
            "INSTALL_HINT", "MICRO_TRUNKS"]

@@ -10,32 +10,117 @@ Accepted forms (each may end in ``@WEIGHT`` inside an ensemble, e.g. ``ViT-B/32@
 ``local-dir:/path``                          a folder in open_clip's hub layout (offline)
 ``open_clip:ARCH``                           random weights (benchmarks, tests)
 ==========================================  =============================================
+
+Each scheme is one row of `BACKENDS` (its loader, tokenizer, context length and
+catalogue); parsing, loading, the early prompt check and `known_models` read the table.
 """
 from __future__ import annotations
 
+import importlib
 import math
-import os
-import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from ..errors import ConfigError
 from .base import ImageTextEncoder
 
+
+@dataclass(frozen=True)
+class Backend:
+    """One row of `BACKENDS`: a ``--clip-model`` scheme and how its models load and read text.
+
+    scheme: the prefix before ``:`` ("" for a bare name or a checkpoint file, the fallback);
+    family: the `ImageTextEncoder.family` of what it loads; loader: "module:function" in this
+    package taking (name, device) and returning an encoder, imported on first use;
+    keeps_scheme: whether the loader's name keeps ``scheme:`` (``local-dir:/path``);
+    tokenizer: what reads the model's texts; context_length: tokens its text tower reads,
+    marks included, when known before the model loads (None: the model's own, known once
+    loaded); token_counter: "module:function", a `clipstyle_opt.encoders.prompts.TokenCounter`
+    that needs no loaded model, or None; label: how length errors name the encoder before it
+    loads ("": the ``--clip-model`` string); lister: "module:function" returning the rows of
+    `known_models` for this scheme, or None; example, summary: for the documentation.
+    """
+
+    scheme: str
+    family: str
+    loader: str
+    keeps_scheme: bool
+    tokenizer: str
+    context_length: int | None
+    token_counter: str | None
+    label: str
+    lister: str | None
+    example: str
+    summary: str
+
+    def preload_counter(self) -> Callable[[str], int] | None:
+        """The token counter usable before the model loads, imported now, or None."""
+        return None if self.token_counter is None else _resolve(self.token_counter)
+
+
+_OPENAI_TEXT = dict(tokenizer="OpenAI's CLIP BPE (clip-anytorch)", context_length=77,
+                    token_counter=".openai_tokens:count_tokens", label="CLIP")
+_OPEN_CLIP_TEXT = dict(tokenizer="the model's own (open_clip.get_tokenizer)", context_length=None,
+                       token_counter=None, label="")
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend(scheme="openai", family="openai", loader=".clip:load_clip", keeps_scheme=False, **_OPENAI_TEXT,
+            lister=".clip:known_openai_models", example="openai:ViT-B/32",
+            summary="OpenAI CLIP by name (clip-anytorch; downloaded, cached)"),
+    Backend(scheme="open_clip", family="open_clip", loader=".openclip:load_open_clip", keeps_scheme=False,
+            **_OPEN_CLIP_TEXT, lister=".openclip:known_open_clip_models",
+            example="open_clip:ViT-B-32:laion2b_s34b_b79k",
+            summary="open_clip ARCH:TAG (SigLIP / SigLIP2 the same way; ARCH alone: random weights)"),
+    Backend(scheme="local-dir", family="open_clip", loader=".openclip:load_open_clip", keeps_scheme=True,
+            **_OPEN_CLIP_TEXT, lister=None, example="local-dir:/path",
+            summary="a folder in open_clip's hub layout (offline)"),
+    Backend(scheme="", family="openai", loader=".clip:load_clip", keeps_scheme=False, **_OPENAI_TEXT,
+            lister=None, example="ViT-B/32 or /path/to/checkpoint.pt",
+            summary="a bare OpenAI name or an OpenAI-layout CLIP checkpoint file"),
+)
+"""Every ``--clip-model`` scheme. The row with scheme "" takes any string no other row claims
+(as before backends existed). Adding a backend: its module (loader, and lister if it has a
+catalogue) and one row here."""
+
+
+def _resolve(target: str) -> Any:
+    """The function named by "module:function" (module relative to this package), imported now."""
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module, __package__), function)
+
+
+def backend_for(scheme_or_spec: str | ModelSpec) -> Backend:
+    """The row of `BACKENDS` for a scheme ("openai", "local-dir", ...; "" or unknown: the fallback) or a
+    parsed `ModelSpec`."""
+    if isinstance(scheme_or_spec, ModelSpec):
+        return backend_for(scheme_or_spec.scheme)
+    for backend in BACKENDS:
+        if backend.scheme and backend.scheme == scheme_or_spec:
+            return backend
+    return next(backend for backend in BACKENDS if not backend.scheme)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One parsed ``--clip-model`` string.
 
     family: "openai" or "open_clip"; name: what that family's loader takes;
-    weight: the ``@WEIGHT`` suffix (None when absent); text: the string without it.
+    weight: the ``@WEIGHT`` suffix (None when absent); text: the string without it;
+    scheme: the `BACKENDS` row that parsed it ("" for a bare name or checkpoint file).
     """
 
     family: str
     name: str
     weight: float | None
     text: str
+    scheme: str = ""
+
+    @property
+    def backend(self) -> Backend:
+        """This spec's row of `BACKENDS`."""
+        return backend_for(self.scheme)
 
 
 def _split_weight(text: str) -> tuple[str, float | None]:
@@ -57,17 +142,14 @@ def parse_model_spec(text: str) -> ModelSpec:
     if weight is not None and not (math.isfinite(weight) and weight >= 0):
         raise ConfigError(f"clip_model {text!r}: the weight must be a finite number >= 0", "clip_model")
     scheme, sep, rest = body.partition(":")
-    if sep and scheme == "openai":
-        family, name = "openai", rest
-    elif sep and scheme == "open_clip":
-        family, name = "open_clip", rest
-    elif sep and scheme == "local-dir":
-        family, name = "open_clip", body
+    backend = backend_for(scheme if sep else "")
+    if backend.scheme:
+        name = body if backend.keeps_scheme else rest
     else:  # a bare OpenAI name or a checkpoint file, as before backends existed
-        family, name = "openai", body
+        name = body
     if not name or name.endswith(":"):
         raise ConfigError(f"clip_model {text!r}: nothing after {scheme + ':'!r}", "clip_model")
-    return ModelSpec(family, name, weight, body)
+    return ModelSpec(backend.family, name, weight, body, backend.scheme)
 
 
 def ensemble(models: str | Sequence[str], weights: Sequence[float] = ()) -> list[tuple[ModelSpec, float]]:
@@ -113,61 +195,27 @@ def encoder_list(encoders: ImageTextEncoder | Sequence[ImageTextEncoder] | None)
 def load_encoder(spec: str | ModelSpec, device: torch.device | str = "cpu") -> ImageTextEncoder:
     """Load one frozen encoder from a ``--clip-model`` string (any ``@WEIGHT`` is ignored here)."""
     parsed = parse_model_spec(spec) if isinstance(spec, str) else spec
-    if parsed.family == "openai":
-        from .clip import load_clip
-
-        return load_clip(parsed.name, device)
-    from .openclip import load_open_clip
-
-    return load_open_clip(parsed.name, device)
+    backend = parsed.backend
+    if backend.family != parsed.family:  # a spec built by hand may name only its family
+        backend = next((row for row in BACKENDS if row.family == parsed.family), backend_for("open_clip"))
+    return _resolve(backend.loader)(parsed.name, device)
 
 
 # --- `clipstyle models` ---------------------------------------------------------
 
-_OPENAI_TO_OPEN_CLIP = {"ViT-L/14@336px": "ViT-L-14-336"}
-
-
-def _open_clip_config(open_clip: Any, arch: str) -> dict:
-    return open_clip.get_model_config(arch) or {}
-
-
-def _size_and_width(cfg: dict) -> tuple[int | None, int | None]:
-    size = cfg.get("vision_cfg", {}).get("image_size")
-    if isinstance(size, (tuple, list)):
-        size = size[0]
-    return size, cfg.get("embed_dim")
-
-
 def known_models() -> list[dict[str, Any]]:
     """Every model name the backends know: string, family, input px, embedding width, cached or not.
 
-    Input size and width come from open_clip's model configs when open_clip is installed
-    (OpenAI's architectures are among them); without it they are left blank.
+    One list per `BACKENDS` row with a lister, in table order. Input size and width come from
+    open_clip's model configs when open_clip is installed (OpenAI's architectures are among
+    them); without it they are left blank, and open_clip's own models are not listed.
     """
-    from .clip import openai_clip
-    from .weights import cache_dir
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import open_clip
-    except ImportError:
-        open_clip = None
-    rows = []
-    clip_cache = cache_dir("clip")
-    for name, url in getattr(openai_clip.clip, "_MODELS", {}).items():
-        cfg = _open_clip_config(open_clip, _OPENAI_TO_OPEN_CLIP.get(name, name.replace("/", "-"))) if open_clip else {}
-        size, width = _size_and_width(cfg)
-        rows.append({"model": f"openai:{name}", "family": "openai", "input_px": size, "width": width,
-                     "cached": (clip_cache / os.path.basename(url)).is_file()})
-    if open_clip is not None:
-        from .openclip import pretrained_is_cached
-
-        for arch, tag in open_clip.list_pretrained():
-            size, width = _size_and_width(_open_clip_config(open_clip, arch))
-            rows.append({"model": f"open_clip:{arch}:{tag}", "family": "open_clip", "input_px": size,
-                         "width": width, "cached": pretrained_is_cached(open_clip, arch, tag)})
+    rows: list[dict[str, Any]] = []
+    for backend in BACKENDS:
+        if backend.lister is not None:
+            rows.extend(_resolve(backend.lister)())
     return rows
 
 
-__all__ = ["ModelSpec", "parse_model_spec", "ensemble", "load_encoder", "known_models", "encoder_list"]
+__all__ = ["Backend", "BACKENDS", "ModelSpec", "backend_for", "parse_model_spec", "ensemble", "load_encoder",
+           "known_models", "encoder_list"]

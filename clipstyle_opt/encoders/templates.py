@@ -1,7 +1,7 @@
 """The ImageNet prompt templates through which CLIPstyler encodes every text.
 
 Each text is inserted into every template, the template embeddings are
-averaged, and the mean is L2-normalized (REFERENCE.md, "Text direction").
+averaged, and the mean is L2-normalized (docs/method.md, "Text direction").
 The list is the 79-template set that the reference method uses (CLIP's
 ImageNet prompt-engineering list).
 """

@@ -66,8 +66,10 @@ def _find_content(recorded: str, image: Path) -> Optional[Path]:
 
 
 def resolve_job(image: str | os.PathLike, *, content: str | os.PathLike | None = None, prompt: str | None = None,
-                source_text: str | None = None) -> EvalJob:
-    """Combine an output's sidecar with overrides; one-line `ImageReadError` when something is missing."""
+                source_text: str | None = None,
+                clip_model: str | Sequence[str] | None = DEFAULT_CLIP_MODEL) -> EvalJob:
+    """Combine an output's sidecar with overrides; one-line `ImageReadError` when something is missing.
+    Its texts are checked for ``clip_model`` before it loads (`clipstyle_opt.encoders.prompts.check_text`)."""
     image = Path(image)
     if not image.is_file():
         raise ImageReadError(f"image not found: {image}")
@@ -99,10 +101,10 @@ def resolve_job(image: str | os.PathLike, *, content: str | os.PathLike | None =
     # The same rule as `stylize`: a text CLIP cannot read whole is refused, never truncated.
     if prompts:
         for text, _ in prompts:
-            check_text(text, f"a prompt of {image}")
+            check_text(text, f"a prompt of {image}", clip_model=clip_model)
     else:
-        check_text(prompt, f"the prompt of {image}")
-    check_text(source_text, f"the source text of {image}", allow_empty=True)
+        check_text(prompt, f"the prompt of {image}", clip_model=clip_model)
+    check_text(source_text, f"the source text of {image}", allow_empty=True, clip_model=clip_model)
     return EvalJob(image, content_path, prompt, source_text, metadata, prompts)
 
 
@@ -345,7 +347,8 @@ def evaluate(images: Sequence[str | os.PathLike], *, content: str | os.PathLike 
     """
     if not images:
         raise ConfigError("give at least one image to evaluate")
-    jobs = [resolve_job(image, content=content, prompt=prompt, source_text=source_text) for image in images]
+    jobs = [resolve_job(image, content=content, prompt=prompt, source_text=source_text,
+                        clip_model=clip_model if clip is None else None) for image in images]
     evaluator = Evaluator(clip_model=clip_model, device=device, metrics=metrics, seed=seed, size=size,
                           n_patches=n_patches, clip=clip)
     rows: list[dict[str, Any]] = [{} for _ in jobs]

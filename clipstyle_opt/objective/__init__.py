@@ -1,5 +1,7 @@
-"""What a run optimizes: the loss functions, the crops, the guidance (prompts, style images, masks,
-focus) and `StyleObjective`, which turns a U-Net output into the weighted loss of one step."""
-from .style_objective import TERM_NAMES, StyleObjective
+"""What a run optimizes: the loss functions, the table of loss terms (`terms`), the crops, the guidance
+(prompts, style images, masks, focus) and `StyleObjective`, which turns a U-Net output into the weighted
+loss of one step."""
+from .style_objective import StyleObjective
+from .terms import TERM_NAMES, TERMS, LossTerm
 
-__all__ = ["StyleObjective", "TERM_NAMES"]
+__all__ = ["StyleObjective", "TERM_NAMES", "TERMS", "LossTerm"]

@@ -21,48 +21,32 @@ crop's region (the global view sums over all regions, equally weighted).
 With a mask, CLIP sees the output composited over the photo with it (what
 the final image will show), and the content loss is weighted by 1 - mask.
 One prompt without image guidance keeps the single-direction code path.
+
+The terms themselves, their weights and their functions are the table in
+`clipstyle_opt.objective.terms`; this module embeds the views, builds the
+fixed targets and sums the terms, on one graph (`StyleObjective.terms`) or
+chunk by chunk (`StyleObjective.backward`), both through the same code.
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Mapping, Sequence, Union
+from typing import Any, Callable, ContextManager, Sequence, Union
 
 import torch
 from torch.nn import functional as F
 
-from . import augment, losses
 from ..config import StyleConfig
 from ..devices import autocast
 from ..encoders.base import ImageTextEncoder
 from ..encoders.vgg import VGGFeatures
+from . import augment, losses
 from .guidance import Guidance, WeightedText, make_guidance
-
-TERM_NAMES = ("dir", "patch", "content", "tv", "style")
+from .terms import (CLIP_TERMS, PIXEL_TERMS, TERM_NAMES, TERMS, ClipInputs, Direction, EncoderMember, PixelInputs,
+                    kept_share, term_weights, weighted_total)
 
 
 def _no_section(name: str) -> ContextManager:
     return contextlib.nullcontext()
-
-
-@dataclass
-class EncoderMember:
-    """One encoder of the objective with its weight and its fixed targets.
-
-    direction: (D,) unit text direction (prompt minus source text) in this encoder's space;
-    source_embedding: (D,) unit embedding of the whole content image.
-    """
-
-    encoder: ImageTextEncoder
-    weight: float
-    direction: torch.Tensor
-    source_embedding: torch.Tensor
-    regions: tuple[tuple[tuple[torch.Tensor, float], ...], ...] = ()
-    """Several directions: per region, (unit direction (D,), weight) pairs whose weights sum to 1.
-    () = ``direction`` alone with weight 1 (one prompt, one region: the reference path)."""
-
-
-Direction = tuple[torch.Tensor, float]
 
 
 def _text_guides(encoder: ImageTextEncoder, texts: Sequence[WeightedText], source: torch.Tensor,
@@ -97,30 +81,13 @@ def _member(encoder: ImageTextEncoder, weight: float, config: StyleConfig, conte
 
 
 Encoders = Union[ImageTextEncoder, Sequence[tuple[ImageTextEncoder, float]]]
+"""One encoder (weight 1), or (encoder, weight) pairs whose weights sum to 1."""
 
 Crops = Union[augment.CropParams, augment.StaticCrops]
 """One step's crops: drawn parameters, or the fixed device buffers of a captured step."""
-"""One encoder (weight 1), or (encoder, weight) pairs whose weights sum to 1."""
 
-
-@dataclass
-class LossWeights:
-    """The lambdas of the total loss (see REFERENCE.md)."""
-
-    dir: float
-    patch: float
-    content: float
-    tv: float
-    style: float
-
-    @classmethod
-    def from_config(cls, config: StyleConfig) -> "LossWeights":
-        return cls(config.lambda_dir, config.lambda_patch, config.lambda_c, config.lambda_tv, config.lambda_style)
-
-    def total(self, terms: Mapping[str, Any]) -> Any:
-        """The weighted sum of the terms (tensors or floats)."""
-        return (self.patch * terms["patch"] + self.content * terms["content"] + self.tv * terms["tv"]
-                + self.dir * terms["dir"] + self.style * terms["style"])
+CLIP_DIAGNOSTICS = ("patch_kept",)
+"""Values reported with the CLIP terms that are not losses: the share of crops the patch rejection keeps."""
 
 
 class StyleObjective:
@@ -146,7 +113,8 @@ class StyleObjective:
         styles = [] if style_image is None else (
             [(style_image, 1.0)] if isinstance(style_image, torch.Tensor) else list(style_image))
         self.vgg, self.config = vgg, config
-        self.weights = LossWeights.from_config(config)
+        self.weights = term_weights(config)
+        """{term name: lambda} (`clipstyle_opt.objective.terms.TERMS`)."""
         self.batched = batched
         self.content_layers = config.content_layers
         self.style_layers = config.style_layers if styles else ()
@@ -166,6 +134,11 @@ class StyleObjective:
                     if len(styles) > 1:
                         gram = weight * gram + self.target_grams.get(layer, 0)
                     self.target_grams[layer] = gram
+
+    @property
+    def uses_clip(self) -> bool:
+        """Whether any CLIP term has a nonzero weight; when none has, the CLIP calls are skipped entirely."""
+        return any(self.weights[term.name] for term in CLIP_TERMS)
 
     def _vgg(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast(image.device, self.clip.autocast_dtype):
@@ -191,41 +164,41 @@ class StyleObjective:
 
     def _pixel_terms(self, image: torch.Tensor,
                      section: Callable[[str], ContextManager]) -> dict[str, torch.Tensor]:
-        """The VGG content and style terms and TV of an output (style only with a style image)."""
-        with section("vgg"):
-            features = self._vgg(image)
-        if self.mask is None:
-            content = losses.content_loss(features, self.content_features, self.content_layers)
-        else:
-            content = losses.masked_content_loss(features, self.content_features, self.content_layers, 1 - self.mask)
-        out = {"content": content, "tv": losses.total_variation(image)}
-        if self.style_layers:
-            out["style"] = losses.style_loss(features, self.target_grams, self.style_layers)
+        """The pixel terms of `TERMS` that apply to an output (the style term only with a style image),
+        in table order; VGG runs once for all of them."""
+        features: dict[str, torch.Tensor] = {}
+        if any(term.needs == "vgg" for term in PIXEL_TERMS):
+            with section("vgg"):
+                features = self._vgg(image)
+        inputs = PixelInputs(image, features, self.content_features, self.content_layers,
+                             None if self.mask is None else 1 - self.mask, self.target_grams, self.style_layers)
+        out = {}
+        for term in PIXEL_TERMS:
+            value = term.compute(inputs)
+            if value is not None:
+                out[term.name] = value
         return out
 
     def clip_embeddings(self, image: torch.Tensor, params: Crops,
                         section: Callable[[str], ContextManager] = _no_section,
-                        member: EncoderMember | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(global (1, D), crops (N, D)) embeddings of a (1, 3, H, W) output under ``member`` (default: the first)."""
+                        member: EncoderMember | None = None, *, whole: bool = True,
+                        batched: bool | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(whole (1, D) or None, crops (N, D)) unit embeddings of a (1, 3, H, W) output under ``member``
+        (default: the first). whole: whether to embed the whole image too; batched: one CLIP call on all
+        views (default: the objective's ``batched``), else the reference's structure."""
         encoder = (member or self.members[0]).encoder
         size = encoder.input_resolution
-        if self.batched:
+        if self.batched if batched is None else batched:
             with section("augment"):
-                batch = self._clip_views(image, params, True, size)
+                views = self._clip_views(image, params, whole, size)
             with section("clip"):
-                embeddings = encoder.encode_image(batch)
-            return embeddings[:1], embeddings[1:]
+                embeddings = encoder.encode_image(views)
+            return (embeddings[:1], embeddings[1:]) if whole else (None, embeddings)
         with section("augment"):
             source = self._clip_source(image)
             crops = augment.apply_per_crop(source, params, size)
         with section("clip"):
-            return encoder.encode_image(source), encoder.encode_image(crops)
-
-    @staticmethod
-    def _by_region(member: EncoderMember, regions: torch.Tensor | None):
-        """(selector of the region's crops or None for all of them, its directions) per region."""
-        for index, guides in enumerate(member.regions):
-            yield (None if regions is None or len(member.regions) == 1 else regions == index), guides
+            return encoder.encode_image(source) if whole else None, encoder.encode_image(crops)
 
     def crop_weights(self, params: Crops) -> torch.Tensor | None:
         """Attention weighting (``attention_patch``): each crop's mean relevance over its window,
@@ -237,91 +210,59 @@ class StyleObjective:
         weights = window[params.tops, params.lefts] + 1e-3  # never exactly 0: a crop still counts a little
         return weights / weights.mean()
 
-    def _kept(self, crop_embeddings: torch.Tensor, member: EncoderMember,
-              regions: torch.Tensor | None = None) -> torch.Tensor:
-        """Share of these crops the patch rejection keeps (score >= threshold), a () tensor in [0, 1]
-        (with several directions: weighted over each crop's region's directions). Not read back to
-        the host here, so that a captured step (`clipstyle_opt.training.captured`) can compute it."""
-        threshold = self.config.threshold
-        if not member.regions:
-            scores = losses.direction_scores(crop_embeddings, member.source_embedding, member.direction)
-            return (scores >= threshold).float().mean()
-        kept: Any = 0.0
-        for selector, guides in self._by_region(member, regions):
-            chosen = crop_embeddings if selector is None else crop_embeddings[selector]
-            for direction, weight in guides:
-                scores = losses.direction_scores(chosen, member.source_embedding, direction)
-                kept = kept + weight * (scores >= threshold).float().sum()
-        return kept / len(crop_embeddings)
+    def clip_inputs(self, image: torch.Tensor, params: Crops, member: EncoderMember,
+                    crop_weights: torch.Tensor | None, *, whole: bool = True, share: float = 1.0,
+                    batched: bool | None = None,
+                    section: Callable[[str], ContextManager] = _no_section) -> ClipInputs:
+        """Embed one batch of views (``params``' crops, led by the whole image if ``whole``) under
+        ``member``: what the CLIP terms of `TERMS` read. share: these crops' part of the step's crops.
+        Both `terms` (all views at once) and `backward` (chunk by chunk) go through here."""
+        whole_embedding, crop_embeddings = self.clip_embeddings(image, params, section, member, whole=whole,
+                                                                batched=batched)
+        return ClipInputs(member, whole_embedding, crop_embeddings, params.regions, crop_weights, share,
+                          self.config.threshold)
 
-    def _direction_loss(self, member: EncoderMember, global_embedding: torch.Tensor) -> torch.Tensor:
-        """Global directional loss; with several directions their weighted sum (regions equally weighted)."""
-        if not member.regions:
-            return losses.directional_loss(global_embedding, member.source_embedding, member.direction)
-        share = 1.0 / len(member.regions)
-        return sum(share * weight * losses.directional_loss(global_embedding, member.source_embedding, direction)
-                   for guides in member.regions for direction, weight in guides)
+    def _add_member(self, totals: dict[str, Any], per_member: dict[str, Any], index: int,
+                    member: EncoderMember, values: dict[str, Any]) -> None:
+        """Add one member's CLIP values (tensors or floats) into ``totals`` with the member's weight
+        (sum_m w_m * L_m, weights summing to 1); with several members also keep each as ``key[index]``."""
+        for key, value in values.items():
+            totals[key] = totals.get(key, 0) + member.weight * value
+            if len(self.members) > 1:
+                per_member[f"{key}[{index}]"] = value
 
-    def _patch_loss(self, member: EncoderMember, crop_embeddings: torch.Tensor,
-                    regions: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Patch loss (mean over all these crops); with several directions each crop's score is the
-        weighted sum of its thresholded scores against its region's directions. weights: per-crop
-        attention weights (`crop_weights`) or None."""
-        threshold = self.config.threshold
-        if not member.regions:
-            return losses.patch_loss(crop_embeddings, member.source_embedding, member.direction, threshold, weights)
-        total: Any = 0
-        for selector, guides in self._by_region(member, regions):
-            chosen = crop_embeddings if selector is None else crop_embeddings[selector]
-            chosen_weights = weights if selector is None or weights is None else weights[selector]
-            if not len(chosen):
-                continue
-            for direction, weight in guides:
-                total = total + weight * len(chosen) * losses.patch_loss(chosen, member.source_embedding, direction,
-                                                                         threshold, chosen_weights)
-        return total / len(crop_embeddings)
-
-    def _member_losses(self, member: EncoderMember, global_embedding: torch.Tensor,
-                       crop_embeddings: torch.Tensor, params: augment.CropParams,
-                       weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self._direction_loss(member, global_embedding),
-                self._patch_loss(member, crop_embeddings, params.regions, weights))
+    @staticmethod
+    def _in_table_order(values: dict[str, Any], per_member: dict[str, Any], absent: Any) -> dict[str, Any]:
+        """Every term of `TERMS` in table order (``absent`` for those not computed), then
+        ``patch_kept`` and the members' own values."""
+        out = {term.name: values.get(term.name, absent) for term in TERMS}
+        out.update((key, value) for key, value in values.items() if key not in out)
+        out.update(per_member)
+        return out
 
     def terms(self, image: torch.Tensor, params: Crops,
               section: Callable[[str], ContextManager] = _no_section) -> dict[str, torch.Tensor]:
-        """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1].
+        """Unweighted loss terms and the weighted ``total`` for a (1, 3, H, W) output in [0, 1], on one graph.
 
+        Keys: every name in `TERM_NAMES` (a () zero for a term that does not apply), ``total``;
         ``dir`` and ``patch`` are the members' weighted sums; with several members each member's
         own values are added as ``dir[i]``, ``patch[i]`` and ``patch_kept[i]``. ``patch_kept`` is
         the share of crops the rejection keeps, in [0, 1] (weighted over members; not a loss).
         ``section(name)`` wraps each stage (augment, clip, vgg) for profiling.
         """
-        w = self.weights
-        zero = image.new_zeros(())
-        out: dict[str, torch.Tensor] = {}
-        if w.dir or w.patch:
+        values: dict[str, torch.Tensor] = {}
+        per_member: dict[str, torch.Tensor] = {}
+        if self.uses_clip:  # else both CLIP terms are off: skip the CLIP calls entirely
             crop_weights = self.crop_weights(params)
-            direction_sum: Any = 0
-            patch_sum: Any = 0
-            kept: Any = 0.0
             for index, member in enumerate(self.members):
-                global_embedding, crop_embeddings = self.clip_embeddings(image, params, section, member)
-                direction, patch = self._member_losses(member, global_embedding, crop_embeddings, params,
-                                                       crop_weights)
-                direction_sum = direction_sum + member.weight * direction
-                patch_sum = patch_sum + member.weight * patch
-                member_kept = self._kept(crop_embeddings.detach(), member, params.regions)
-                kept = kept + member.weight * member_kept
-                if len(self.members) > 1:
-                    out[f"dir[{index}]"], out[f"patch[{index}]"] = direction, patch
-                    out[f"patch_kept[{index}]"] = member_kept
-            out["dir"], out["patch"] = direction_sum, patch_sum
-            out["patch_kept"] = kept
-        else:  # both CLIP terms off: skip the CLIP calls entirely
-            out["dir"] = out["patch"] = zero
-        out["style"] = zero
-        out.update(self._pixel_terms(image, section))
-        out["total"] = w.total(out)
+                inputs = self.clip_inputs(image, params, member, crop_weights, section=section)
+                member_values = {term.name: term.compute(inputs) for term in CLIP_TERMS}
+                member_values["patch_kept"] = kept_share(member, inputs.crops.detach(), inputs.threshold,
+                                                         inputs.regions)
+                self._add_member(values, per_member, index, member, member_values)
+        values.update(self._pixel_terms(image, section))
+        out = self._in_table_order(values, per_member, image.new_zeros(()))
+        out["total"] = weighted_total(self.weights, out)
         return out
 
     def backward(self, image: torch.Tensor, params: augment.CropParams, clip_batch: int = 0,
@@ -334,10 +275,11 @@ class StyleObjective:
         before the next. The gradient equals the one-batch gradient up to float
         rounding; peak memory falls by roughly the number of chunks.
         """
-        w = self.weights
+        weights = self.weights
         leaf = image.detach().requires_grad_(True)
-        values = {"dir": 0.0, "patch": 0.0, "style": 0.0}
-        if w.dir or w.patch:
+        values: dict[str, float] = {}
+        per_member: dict[str, float] = {}
+        if self.uses_clip:
             n_crops = len(params)
             n_images = n_crops + 1  # index 0 is the whole image, 1.. the crops
             n_chunks = -(-n_images // clip_batch) if clip_batch > 0 else 1
@@ -346,41 +288,37 @@ class StyleObjective:
             # Members one after the other, so peak memory is that of the largest one alone
             # (the crops are re-gathered and re-warped per member: ~0.05 s a step at 512 px).
             for index, member in enumerate(self.members):
-                size = member.encoder.input_resolution
-                member_values = {"dir": 0.0, "patch": 0.0, "patch_kept": 0.0}
+                member_values = dict.fromkeys((*(term.name for term in CLIP_TERMS), *CLIP_DIAGNOSTICS), 0.0)
                 for start, stop in zip(bounds[:-1], bounds[1:]):
                     first_crop, last_crop = max(start, 1) - 1, stop - 1
                     chunk = params.subset(first_crop, last_crop)
-                    with section("augment"):
-                        batch = self._clip_views(leaf, chunk, start == 0, size)
-                    with section("clip"):
-                        embeddings = member.encoder.encode_image(batch)
+                    share = (last_crop - first_crop) / n_crops  # the patch loss is a mean over all crops
+                    inputs = self.clip_inputs(
+                        leaf, chunk, member, None if crop_weights is None else crop_weights[first_crop:last_crop],
+                        whole=start == 0, share=share, batched=True, section=section)
                     loss = leaf.new_zeros(())
-                    if start == 0:
-                        direction_loss = self._direction_loss(member, embeddings[:1])
-                        member_values["dir"] = float(direction_loss.detach())
-                        loss = loss + w.dir * (member.weight * direction_loss)
-                        embeddings = embeddings[1:]
-                    if len(embeddings):
-                        share = len(embeddings) / n_crops  # the patch loss is a mean over all crops
-                        chunk_weights = None if crop_weights is None else crop_weights[first_crop:last_crop]
-                        patch = self._patch_loss(member, embeddings, chunk.regions, chunk_weights) * share
-                        member_values["patch"] += float(patch.detach())
-                        member_values["patch_kept"] += float(self._kept(embeddings.detach(), member,
-                                                                        chunk.regions)) * share
-                        loss = loss + w.patch * (member.weight * patch)
+                    for term in CLIP_TERMS:  # each added to the loss as soon as computed, as before the table
+                        value = term.compute(inputs)
+                        if value is None:
+                            continue
+                        member_values[term.name] += float(value.detach())
+                        loss = loss + weights[term.name] * (member.weight * value)
+                    if len(inputs.crops):
+                        member_values["patch_kept"] += float(kept_share(member, inputs.crops.detach(),
+                                                                        inputs.threshold, inputs.regions)) * share
                     with section("clip_backward"):
                         loss.backward()
-                for key in ("dir", "patch", "patch_kept"):
-                    values[key] = values.get(key, 0.0) + member.weight * member_values[key]
-                    if len(self.members) > 1:
-                        values[f"{key}[{index}]"] = member_values[key]
+                self._add_member(values, per_member, index, member, member_values)
         pixel_terms = self._pixel_terms(leaf, section)
-        loss = sum(getattr(w, name) * term for name, term in pixel_terms.items())
+        loss = sum(weights[name] * term for name, term in pixel_terms.items())
         values.update({name: float(term.detach()) for name, term in pixel_terms.items()})
         with section("vgg_backward"):
             loss.backward()
         with section("unet_backward"):
             image.backward(leaf.grad)
-        values["total"] = w.total(values)
-        return values
+        out = self._in_table_order(values, per_member, 0.0)
+        out["total"] = weighted_total(weights, out)
+        return out
+
+
+__all__ = ["StyleObjective", "EncoderMember", "TERM_NAMES", "TERMS"]

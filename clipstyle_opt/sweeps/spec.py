@@ -152,7 +152,7 @@ def _check_axis_value(key: str, value: Any, base: dict[str, Any], where: Where, 
         if not isinstance(value, str):
             raise where.error(path, f"a prompt must be a string, got {value!r}")
         try:
-            check_text(value, "the prompt")
+            check_text(value, "the prompt", clip_model=base.get("clip_model", StyleConfig.clip_model))
         except ConfigError as exc:
             raise where.error(path, str(exc)) from None
         return

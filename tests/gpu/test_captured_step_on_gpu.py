@@ -43,7 +43,8 @@ from clipstyle_opt import StyleConfig  # noqa: E402
 from clipstyle_opt.devices import resolve_precision  # noqa: E402
 from clipstyle_opt.encoders.clip import ClipEncoder  # noqa: E402
 from clipstyle_opt.encoders.vgg import VGGFeatures, load_vgg, vgg_features  # noqa: E402
-from clipstyle_opt.engine import seeded_unet, training_hw  # noqa: E402
+from clipstyle_opt.sizing import training_hw  # noqa: E402
+from clipstyle_opt.unet.model import seeded_unet  # noqa: E402
 from clipstyle_opt.errors import ModelUnavailableError  # noqa: E402
 from clipstyle_opt.imageio import load_image, resize  # noqa: E402
 from clipstyle_opt.objective.augment import sample_crop_params  # noqa: E402

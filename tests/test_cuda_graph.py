@@ -4,7 +4,7 @@ No GPU here: these tests run the captured step's code uncaptured
 (``Stylizer.step_kind = "captured"``) and check that it computes what the plain step
 computes: the same crops, terms, gradients, learning rates, and NaN fallback.
 What they cannot show is that CUDA captures and replays it faithfully; the
-device session's check (`benchmarks/gpu_session.sh`) compares a captured run
+device session's check (`tools/gpu_session.sh`) compares a captured run
 against an uncaptured one on the GPU.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ instead of any installed copy. The runs use only the public API that every tree 
 lock was written keeps, so the same script drives the tree before a refactor and after it
 (`tests/test_behaviour_lock.py` compares the two, bit for bit, on this machine).
 
-Each run is small (micro CLIP, at most 96 px, a few steps), single-threaded, in fp32 unless
+Each run is small (micro CLIP, at most 80 px, a few steps), single-threaded, in fp32 unless
 the run is about the default precision. What is recorded: the output image (float32) and
 every step's loss values and learning rate.
 """
@@ -42,8 +42,9 @@ def main(tree: Path, out: Path) -> None:
     micro_siglip = f"local-dir:{root / 'tests' / 'data' / 'micro_siglip'}"
     photo = root / "examples" / "astronaut.png"
     mask = root / "examples" / "mask_left.png"
-    small = dict(clip_model=micro_clip, size=96, steps=5, n_crops=8, crop_size=48, device="cpu",
-                 precision="fp32", max_output_size=96, seed=3)
+    # A decay every 2 steps by 0.7 (not a power of two), so the learning-rate arithmetic is part of the lock.
+    small = dict(clip_model=micro_clip, size=80, steps=4, lr_decay_every=2, lr_decay=0.7, n_crops=6, crop_size=40,
+                 device="cpu", precision="fp32", max_output_size=80, seed=3)
     records: dict[str, dict] = {}
 
     def keep(name: str, result) -> None:
@@ -62,7 +63,7 @@ def main(tree: Path, out: Path) -> None:
     keep("regions", stylizer.stylize(photo, [], regions=[(mask, "green waves"), (inverse, "red stripes")]))
     keep("focus", stylizer.stylize(photo, "red stripes", focus="yellow", focus_threshold=0.3))
     keep("coarse_to_fine", stylizer.stylize(photo, "yellow checks", coarse_steps=4, coarse_size=64, coarse_lr=1e-3,
-                                            steps=3, lr_decay_every=2))
+                                            steps=3))
     # The captured (CUDA-graph) step, run uncaptured on the CPU.
     captured = Stylizer(StyleConfig(**small))
     if hasattr(captured, "graph_on_cpu"):
@@ -78,9 +79,10 @@ def main(tree: Path, out: Path) -> None:
     unet_file = out.with_suffix(".unet.pt")
     default.save_unet(unet_file, overwrite=True)
     for stats in ("thumbnail", "exact"):
-        image = apply_unet_file(unet_file, photo, output_size=400, tile_size=320, stats=stats, device="cpu")
+        image = apply_unet_file(unet_file, root / "examples" / "chelsea.png", output_size=300, tile_size=256,
+                                stats=stats, device="cpu")
         records[f"tiled_apply_{stats}"] = {"image": image.float().clone(), "history": []}
-    records["untiled_apply"] = {"image": apply_unet_file(unet_file, photo, output_size=80, device="cpu").float(),
+    records["untiled_apply"] = {"image": apply_unet_file(unet_file, photo, output_size=72, device="cpu").float(),
                                 "history": []}
     torch.save({"tree": str(tree), "package": package.__file__, "records": records}, out)
 

@@ -6,7 +6,7 @@ instead of any installed copy. The runs use only the public API that every tree 
 lock was written keeps, so the same script drives the tree before a refactor and after it
 (`tests/test_behaviour_lock.py` compares the two, bit for bit, on this machine).
 
-Each run is small (micro CLIP, at most 80 px, a few steps), single-threaded, in fp32 unless
+Each run is small (micro CLIP, at most 96 px, a few steps), single-threaded, in fp32 unless
 the run is about the default precision. What is recorded: the output image (float32) and
 every step's loss values and learning rate.
 """
@@ -43,8 +43,8 @@ def main(tree: Path, out: Path) -> None:
     photo = root / "examples" / "astronaut.png"
     mask = root / "examples" / "mask_left.png"
     # A decay every 2 steps by 0.7 (not a power of two), so the learning-rate arithmetic is part of the lock.
-    small = dict(clip_model=micro_clip, size=80, steps=4, lr_decay_every=2, lr_decay=0.7, n_crops=6, crop_size=40,
-                 device="cpu", precision="fp32", max_output_size=80, seed=3)
+    small = dict(clip_model=micro_clip, size=64, steps=3, lr_decay_every=2, lr_decay=0.7, n_crops=4, crop_size=32,
+                 device="cpu", precision="fp32", max_output_size=64, seed=3)
     records: dict[str, dict] = {}
 
     def keep(name: str, result) -> None:
@@ -62,8 +62,8 @@ def main(tree: Path, out: Path) -> None:
     inverse = 1.0 - torch.from_numpy(np.asarray(Image.open(mask).convert("L"), dtype=np.float32) / 255.0)[None, None]
     keep("regions", stylizer.stylize(photo, [], regions=[(mask, "green waves"), (inverse, "red stripes")]))
     keep("focus", stylizer.stylize(photo, "red stripes", focus="yellow", focus_threshold=0.3))
-    keep("coarse_to_fine", stylizer.stylize(photo, "yellow checks", coarse_steps=4, coarse_size=64, coarse_lr=1e-3,
-                                            steps=3))
+    keep("coarse_to_fine", stylizer.stylize(photo, "yellow checks", coarse_steps=3, coarse_size=64, coarse_lr=1e-3,
+                                            size=96, steps=2))
     # The captured (CUDA-graph) step, run uncaptured on the CPU.
     captured = Stylizer(StyleConfig(**small))
     if hasattr(captured, "graph_on_cpu"):

@@ -36,9 +36,7 @@ from ..errors import ConfigError, ImageReadError
 from ..imageio import load_image, read_metadata, sidecar_path
 from ..objective.losses import content_loss
 from ..encoders.prompts import check_text
-from .results import (CLIP_METRICS, DEFAULT_SIZE, EVAL_FORMAT, HIGHER_IS_BETTER, METRICS, check_outputs,  # noqa: F401
-                      csv_text, format_table, higher_is_better, metric_names, read_results, summarize, write_csv,
-                      write_json)
+from .results import CLIP_METRICS, DEFAULT_SIZE, METRICS, format_table, metric_names, summarize, write_csv, write_json
 
 DEFAULT_CLIP_MODEL = StyleConfig.clip_model
 """The training's default encoder: scores default to the model the default run optimizes with."""

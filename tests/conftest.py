@@ -62,3 +62,36 @@ def tiny_stylizer(tiny_config, tiny_clip, vgg16) -> Stylizer:
 @pytest.fixture
 def photo() -> Path:
     return EXAMPLES / "chelsea.png"
+
+
+# The behaviour lock (tests/test_behaviour_lock.py) records two trees in two single-threaded
+# processes that need nothing from pytest. They start as soon as the session is collected, at the
+# lowest priority, and the lock's tests run last: the recording overlaps the rest of the suite.
+LOCK_TESTS = "test_behaviour_lock.py"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Move the behaviour lock's tests to the end, keeping the order of everything else."""
+    items[:] = ([item for item in items if item.path.name != LOCK_TESTS]
+                + [item for item in items if item.path.name == LOCK_TESTS])
+
+
+def pytest_collection_finish(session):
+    """Start the lock's recorders in the background when the session will run the lock."""
+    from behaviour_lock.launch import BACKGROUND_NICENESS, LOCK_RECORDING, LockSetupError, start
+
+    if session.config.option.collectonly or not any(item.path.name == LOCK_TESTS for item in session.items):
+        return
+    try:
+        session.config.stash[LOCK_RECORDING] = start(niceness=BACKGROUND_NICENESS)
+    except LockSetupError as exc:  # reported by the lock's fixture, as a failure of its tests
+        session.config.stash[LOCK_RECORDING] = exc
+
+
+def pytest_unconfigure(config):
+    """Stop a recording that is still running (an interrupted session) and remove its folder."""
+    from behaviour_lock.launch import LOCK_RECORDING, Recording
+
+    recording = config.stash.get(LOCK_RECORDING, None)
+    if isinstance(recording, Recording):
+        recording.stop()

@@ -8,64 +8,38 @@ being guarded) with ``git archive``, records both trees in two processes on this
 the same time, and compares every image and every step's loss values exactly.
 
 Not against stored numbers: the CPUs these tests run on (Intel with AMX, AMD without)
-differ in their last bits, so only the same machine can say "unchanged". After a refactor
+differ in their last bits, so only the same machine can say "unchanged". The recorders
+start in the background when the session is collected and these tests run last
+(`tests/behaviour_lock/launch.py` says why). After a refactor
 that lands, move ``LOCK_BASE`` forward to the commit before the next one (or set
 ``CLIPSTYLE_LOCK_BASE``). A change that is *meant* to alter results moves it past itself.
 What this cannot show: that the results are right; only that they did not move.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tarfile
-import io
 from pathlib import Path
 
 import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-RECORDER = ROOT / "tests" / "behaviour_lock" / "record.py"
-LOCK_BASE = os.environ.get("CLIPSTYLE_LOCK_BASE", "96dbb94620566382d349b80e291d5dda6c2cb53b")
-"""The tree before the structure change (issue: one home for each idea)."""
-
-
-def _extract(ref: str, into: Path) -> Path:
-    """``clipstyle_opt/`` as it was at ``ref``, written under ``into``."""
-    try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref, "clipstyle_opt"],
-                                 check=True, capture_output=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        stderr = getattr(exc, "stderr", b"") or b""
-        pytest.fail(f"cannot extract the lock's base {ref} with git (a clone with history is needed): "
-                    f"{stderr.decode(errors='replace').strip() or exc}")
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
-def _record(trees: dict[str, Path], out_dir: Path) -> dict[str, dict]:
-    """Run the recorder for each tree at once (one thread each), return their records."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    env.pop("PYTHONPATH", None)
-    # each its own cache: two processes converting the bundled VGG16 into one cache race on its temp file
-    procs = {name: subprocess.Popen([sys.executable, str(RECORDER), str(tree), str(out_dir / f"{name}.pt")],
-                                    env={**env, "CLIPSTYLE_CACHE": str(out_dir / f"cache_{name}")}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=out_dir)
-             for name, tree in trees.items()}
-    records = {}
-    for name, proc in procs.items():
-        output, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"recording the {name} tree failed:\n{output.decode(errors='replace')[-3000:]}"
-        records[name] = torch.load(out_dir / f"{name}.pt", weights_only=False)
-    return records
+from behaviour_lock.launch import LOCK_BASE, LOCK_RECORDING, LockSetupError, ROOT, start  # noqa: F401  (LOCK_BASE: see launch.py)
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[str, dict]:
-    work = tmp_path_factory.mktemp("lock")
-    base = _extract(LOCK_BASE, work / "base")
-    return _record({"base": base, "current": ROOT}, work)
+def records(request, tmp_path_factory) -> dict[str, dict]:
+    """Both trees' records: from the recorders conftest started at collection, or started now."""
+    early = request.config.stash.get(LOCK_RECORDING, None)
+    if isinstance(early, LockSetupError):
+        pytest.fail(str(early))
+    if early is not None:
+        return early.collect()
+    try:
+        recording = start(tmp_path_factory.mktemp("lock"))
+    except LockSetupError as exc:
+        pytest.fail(str(exc))
+    try:
+        return recording.collect()
+    finally:
+        recording.stop()
 
 
 def test_each_tree_was_imported_from_where_it_was_asked(records):

@@ -86,7 +86,7 @@ def _plot_mos(table: Sequence[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("MOS (1-5), 95 % bootstrap CI")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -102,7 +102,7 @@ def _plot_bt(table: Sequence[dict[str, Any]], path: Path) -> None:
         ax.barh([r["method"] for r in rows][::-1], [r["strength"] for r in rows][::-1])
         ax.set_title(f"{question}: Bradley-Terry strength")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 

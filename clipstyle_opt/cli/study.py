@@ -85,7 +85,10 @@ def serve_command(db: str, host: str, port: int) -> None:
     for name in names:
         click.echo(f"study {name}: http://{host}:{port}/s/{name}  (admin: http://{host}:{port}/s/{name}/admin)")
     click.echo("serving; Ctrl-C stops", err=True)
-    serve(db, host, port)
+    try:
+        serve(db, host, port)
+    except KeyboardInterrupt:  # uvicorn has shut down cleanly; every answer it acknowledged is committed
+        click.echo("stopped; every acknowledged rating is stored", err=True)
 
 
 @study_command.command("export")

@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .export import export_text
 from .records import load_records
-from .schema import StudyError
+from .schema import StudyError, reader
 from .service import StudyService
 
 MAX_BODY_BYTES = 16 * 1024  # a rating is ~100 bytes; anything much larger is refused before it is read
@@ -164,7 +164,7 @@ def create_app(engine: Engine) -> ASGIApp:
     @app.get("/api/studies/{name}/export.csv")
     def admin_export(name: str, request: Request) -> Response:
         service.check_admin(name, _bearer(request))
-        text = export_text(load_records(engine, name), with_checks=True)
+        text = export_text(load_records(reader(engine), name), with_checks=True)
         return Response(text, media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}-ratings.csv"'})
 

@@ -133,7 +133,14 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front (IMMEDIATE) and queue on the busy timeout; `reader` engines start
+        # a plain deferred transaction, which in WAL mode reads a snapshot without waiting for the writer.
+        connection.exec_driver_sql(f"BEGIN {connection.get_execution_options().get('sqlite_begin', 'IMMEDIATE')}")
+
+
+def reader(engine: Engine) -> Engine:
+    """``engine`` for read-only sessions: on SQLite its transactions do not take the write lock."""
+    return engine.execution_options(sqlite_begin="DEFERRED")
 
 
 def open_engine(db: str, *, create: bool = False) -> Engine:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from ..errors import ConfigError
 from .design import check_name, questions
 from .records import load_records, progress
-from .schema import Item, Rater, Rating, Sheet, StoredImage, Study, StudyError
+from .schema import Item, Rater, Rating, Sheet, StoredImage, Study, StudyError, reader
 
 MAX_PARTICIPANT = 200
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -39,6 +39,7 @@ class StudyService:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reads = reader(engine)
         self._cache: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()  # one rater joins at a time in this process: balanced sheets
 
@@ -49,7 +50,7 @@ class StudyService:
         except ConfigError as exc:
             raise StudyError(str(exc), 400) from None
         if name not in self._cache:
-            with Session(self.engine) as session:
+            with Session(self.reads) as session:
                 study = session.scalar(select(Study).where(Study.name == name))
                 if study is None:
                     raise StudyError(f"no study named {name!r}", 404)
@@ -99,7 +100,7 @@ class StudyService:
     def next_screen(self, name: str, token: Any) -> dict[str, Any]:
         """The rater's first unanswered screen, or ``{"done": true, "code": ...}``."""
         study = self.study(name)
-        with Session(self.engine) as session:
+        with Session(self.reads) as session:
             rater = self._rater(session, study, token)
             answered = set(session.scalars(select(Rating.item_id).where(Rating.rater_id == rater.id)))
             sheet, code = study["sheets"][rater.sheet_id], rater.code
@@ -177,14 +178,14 @@ class StudyService:
 
     def progress(self, name: str, token: Optional[str]) -> dict[str, Any]:
         self.check_admin(name, token)
-        return progress(load_records(self.engine, name))
+        return progress(load_records(self.reads, name))
 
     def image(self, name: str, sha256: str) -> tuple[str, bytes]:
         """(media type, bytes) of an image of this study; 404 for anything else."""
         study = self.study(name)
         if not _SHA_RE.fullmatch(sha256) or sha256 not in study["images"]:
             raise StudyError("no such image in this study", 404)
-        with Session(self.engine) as session:
+        with Session(self.reads) as session:
             image = session.get(StoredImage, (study["row"].id, sha256))
             assert image is not None
             return image.media_type, bytes(image.data)

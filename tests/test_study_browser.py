@@ -56,10 +56,10 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     folders = method_dirs(root / "outs")
     db = str(root / "web.sqlite")
-    create_study(db, "web", folders, per_item=1, per_rater=3, checks=False, seed=5)
+    made = create_study(db, "web", folders, per_item=1, per_rater=3, checks=False, seed=5)
     create_study(db, "duel", folders, design="pairwise", per_item=1, per_rater=1, checks=False, seed=5)
     with ThreadedServer(db) as server:
-        yield db, server.url
+        yield db, server.url, made.admin_token
 
 
 def wait_for(driver, script: str, timeout: float = 20.0):
@@ -89,7 +89,7 @@ def click_answer(driver, question: str, value: int) -> None:
 
 
 def test_three_screens_by_keys_and_clicks_resume_and_end_with_a_code(browser, served):
-    db, url = served
+    db, url, _ = served
     browser.get(f"{url}/s/web?pid=abc-1")
     wait_for(browser, "return !document.getElementById('consent').hidden;")
     browser.find_element("id", "start").click()
@@ -118,7 +118,7 @@ def test_three_screens_by_keys_and_clicks_resume_and_end_with_a_code(browser, se
 
 
 def test_a_pairwise_screen_by_arrow_keys(browser, served):
-    db, url = served
+    db, url, _ = served
     browser.get(f"{url}/s/duel")
     wait_for(browser, "return !document.getElementById('consent').hidden;")
     browser.find_element("id", "start").click()
@@ -135,3 +135,19 @@ def test_a_pairwise_screen_by_arrow_keys(browser, served):
     outputs = [o["sha256"] for o in records.items[item_id]["outputs"]]
     left_index = 1 if left.endswith(outputs[0]) else 2  # stored 1/2 = the item's first/second output
     assert answers == {"style": left_index, "content": 3 - left_index}
+
+
+def test_the_admin_page_shows_progress_with_the_token_and_refuses_without(browser, served):
+    db, url, admin = served
+    browser.get(f"{url}/s/web/admin")
+    wait_for(browser, "return !document.getElementById('login').hidden;")
+    browser.find_element("id", "token").send_keys("wrong-token")
+    browser.find_element("css selector", "#login button").click()
+    assert "admin token" in wait_for(browser, "return document.getElementById('message').textContent;")
+    browser.get(f"{url}/s/web/admin#token={admin}")
+    totals = wait_for(browser, "return !document.getElementById('view').hidden && "
+                               "document.getElementById('totals').textContent;")
+    records = load_records(open_engine(db), "web")
+    assert f"raters: {len(records.raters)}" in totals and f"ratings stored: {len(records.ratings)}" in totals
+    rows = browser.execute_script("return document.querySelectorAll('#items tbody tr').length")
+    assert rows == sum(1 for item in records.items.values() if item["kind"] == "main")

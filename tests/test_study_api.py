@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,8 +145,12 @@ def method_study(tmp_path):
 
 def test_assignment_is_balanced_when_raters_see_part_of_the_items(method_study):
     db, _ = method_study
+    shutil.rmtree(Path(db).parent / "outs")  # the study keeps its own copies of the images
     with ThreadedServer(db) as server:
         results = rate_in_parallel(server.url, "methods", 4)
+        for image in results[0][1][0]["screen"]["images"]:
+            response = httpx.get(server.url + image["url"])
+            assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
     records = load_records(open_engine(db), "methods")
     main = {i for i, item in records.items.items() if item["kind"] == "main"}
     raters_per_item: dict[int, set] = {}

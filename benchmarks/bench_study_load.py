@@ -2,8 +2,9 @@
 
 Builds a mos study from 12 small outputs (3 methods x 2 photos x 2 prompts, every rater rates all of
 them plus the 2 attention checks), serves it with `clipstyle study serve` in a subprocess on a free
-loopback port, then starts every rater at the same moment (asyncio + httpx, one connection per rater,
-no more). Every 5th submit is sent twice at once, as a browser retry would. Reports the ratings lost or
+loopback port, then starts every rater at the same moment (asyncio + httpx, at most two connections per
+rater). Every 5th submit is sent twice at once, as a browser retry would, and a request that meets a
+closed connection is sent again (counted), as the page does. Reports the ratings lost or
 duplicated (both must be 0: compared row by row with what was sent) and the median and p95 latency of
 a submit (POST .../ratings), with the CPU named and the load average at the start (a shared machine
 makes the latencies longer; lost/duplicated do not depend on it).
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,12 +68,30 @@ def build_outputs(root: Path) -> list[Path]:
     return folders
 
 
+RETRIES = Counter()
+
+
+async def call(client: httpx.AsyncClient, method: str, path: str, **kwargs) -> httpx.Response:
+    """One request, retried on a connection error (a keep-alive connection closed under it), as the page
+    does: every request of the API is idempotent. Retries are counted and reported."""
+    for attempt in range(4):
+        try:
+            return await client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            RETRIES[type(exc).__name__] += 1
+            if attempt == 3:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def rater(client: httpx.AsyncClient, index: int, start: asyncio.Event, sent: list, latencies: list) -> None:
-    token = (await client.post("/api/studies/load/raters", json={"participant": f"bench-{index}"})).json()["rater"]
+    joined = await call(client, "POST", "/api/studies/load/raters", json={"participant": f"bench-{index}"})
+    token = joined.json()["rater"]
     await start.wait()
     screens = 0
     while True:
-        screen = (await client.get("/api/studies/load/next", params={"rater": token})).json()
+        screen = (await call(client, "GET", "/api/studies/load/next", params={"rater": token})).json()
         if screen.get("done"):
             return
         answers = {"style": 1 + (index + screens) % 5, "content": 1 + (index * 3 + screens) % 5}
@@ -82,7 +102,7 @@ async def rater(client: httpx.AsyncClient, index: int, start: asyncio.Event, sen
 
         async def post() -> None:
             began = time.perf_counter()
-            response = await client.post("/api/studies/load/ratings", json=body)
+            response = await call(client, "POST", "/api/studies/load/ratings", json=body)
             latencies.append(time.perf_counter() - began)
             if response.status_code != 200:
                 raise RuntimeError(f"submit refused: {response.status_code} {response.text}")
@@ -149,6 +169,7 @@ def main() -> None:
               f"unexpected {unexpected}")
         print(f"submits {len(ms)}: median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms; "
               f"{len(sent) / wall:.0f} screens/s over {wall:.1f} s")
+        print(f"connection errors retried: {dict(RETRIES) or 0}")
         if lost or duplicated or unexpected:
             raise SystemExit("FAILED: ratings lost or duplicated")
     finally:

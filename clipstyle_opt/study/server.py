@@ -28,8 +28,10 @@ def _config(db: str, host: str, port: int, log_level: str) -> Any:
     except ImportError:
         raise ClipstyleError("serving a study needs uvicorn and fastapi: pip install 'clipstyle_opt[study]'") from None
     engine = open_engine(db)
+    # Keep-alive of 30 s (uvicorn: 5 s): a rater's next request usually comes within that, so it rarely
+    # meets a connection the server is closing (clients retry then anyway: every request is idempotent).
     return uvicorn.Config(create_app(engine), host=host, port=port, log_level=log_level, access_log=False,
-                          timeout_graceful_shutdown=5)
+                          timeout_graceful_shutdown=5, timeout_keep_alive=30)
 
 
 def serve(db: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "warning") -> None:

@@ -219,9 +219,11 @@ def test_bad_requests_get_a_4xx_with_a_message_and_store_nothing(method_study):
     assert run("study", "create", "../evil", "--db", db, ROOT / "examples").exit_code == 2
 
 
-def test_the_schema_version_is_checked_at_start(method_study):
+def test_sqlite_runs_in_wal_mode_and_the_schema_version_is_checked_at_start(method_study):
     db, _ = method_study
     engine = open_engine(db)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     with engine.begin() as conn:
         conn.execute(SchemaVersion.__table__.update().values(version=99))
     engine.dispose()

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -97,15 +96,14 @@ def test_console_script_offline_message_without_traceback(photo, tmp_path):
     env = {**os.environ, "CLIPSTYLE_CACHE": str(tmp_path / "cache"),
            # A closed local port as proxy: no download can succeed, whatever network CI has.
            "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
-    started = time.perf_counter()
+    # The download's own time limit is checked in tests/test_clip_encoder.py; the 60 s bound here only
+    # keeps a hang from stalling the suite (no stopwatch: wall time on a shared machine proves nothing).
     proc = subprocess.run([str(script), "stylize", str(photo), "fire", "-o", str(tmp_path / "o.png")],
                           capture_output=True, text=True, env=env, timeout=60)
-    elapsed = time.perf_counter() - started
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1
     line = error_lines[0]
     assert "ViT-B/32" in line and str(tmp_path / "cache" / "clip") in line and "--clip-model" in line
-    assert elapsed < 15  # interpreter start-up included; the download attempt itself gives up within seconds
     assert not (tmp_path / "o.png").exists()

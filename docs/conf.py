@@ -74,6 +74,10 @@ nitpick_ignore_regex = [
     (r"py:class", r".*\[.*"),
 ]
 
+# Docstrings quote names in single backquotes (`Stylizer`, `augment.StaticCrops`, `clipstyle eval`): as
+# py:obj references they link to the object when one documented name ends with them, and stay code when
+# none does (see _link_short_names). Explicit roles (:py:func:, {py:mod}) and annotations stay nitpicky.
+default_role = "py:obj"
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True  # show `size=DEFAULT` as written, not a long repr
@@ -238,6 +242,24 @@ def _separate_items(app, what, name, obj, options, lines) -> None:
     lines[:] = fixed
 
 
+def _link_short_names(app, env, node, contnode):
+    """Resolve a default-role name by its dotted suffix; one that names no documented object stays code."""
+    if node.get("refdomain") != "py" or node.get("reftype") != "obj":
+        return None
+    from sphinx.util.nodes import make_refnode
+
+    target = node["reftarget"].lstrip("~.")
+    objects = env.get_domain("py").objects
+    matches = [name for name in objects if name == target or name.endswith("." + target)]
+    if not matches:
+        return contnode  # not a Python name (a flag, a command, a parameter): shown as code, not a link
+    here = node.get("py:module") or ""
+    # Several candidates: the one sharing the longest module prefix with the page, then the shortest name.
+    best = max(matches, key=lambda name: (len(os.path.commonprefix([name, here])), -len(name)))
+    entry = objects[best]
+    return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, best)
+
+
 def _escape_stars(app, ctx, lines) -> None:
     """Command help is plain text (``photos/*.jpg``): a lone ``*`` must not open emphasis in reST."""
     lines[:] = [line.replace("*", "\\*") for line in lines]
@@ -248,4 +270,5 @@ def setup(app) -> None:
     for part in ("description", "options", "arguments", "epilog"):
         app.connect(f"sphinx-click-process-{part}", _escape_stars)
     app.connect("autodoc-process-docstring", _separate_items)
+    app.connect("missing-reference", _link_short_names)
     app.connect("autodoc-process-docstring", _warn_on_empty_docstring)

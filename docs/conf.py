@@ -13,7 +13,9 @@ Two parts of the source tree are written here, before reading, and are not commi
 from __future__ import annotations
 
 import inspect
+import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -42,6 +44,8 @@ templates_path: list[str] = []
 html_theme = "furo"
 html_title = f"clipstyle_opt {release}"
 html_static_path: list[str] = []
+# Files the notebooks link to in their outputs (the report page of 03), copied by write_notebook_pages.
+html_extra_path = ["_extra"]
 html_last_updated_fmt = None
 html_show_sourcelink = False  # the source is the repository; the copies of executed notebooks are large
 
@@ -85,6 +89,7 @@ autodoc_inherit_docstrings = False  # a method without its own docstring must sh
 
 API = DOCS / "api"
 NOTEBOOK_PAGES = DOCS / "notebooks"
+EXTRA = DOCS / "_extra"
 NOTEBOOK_SOURCES = (ROOT / "build" / "notebooks", ROOT / "build" / "notebooks-fast")
 NOTEBOOK_KIND = {"notebooks": "`make notebooks`: readable sizes, the real CLIP when it could be downloaded, "
                               "else the micro CLIP",
@@ -188,15 +193,44 @@ def notebook_copies() -> Path:
              "or `python tools/run_notebooks.py --fast` (what `make docs` does when none exist)")
 
 
+def _relink_outputs(text: str, stem: str) -> str:
+    """Point the local file links in a notebook's HTML outputs (``FileLink``) at copies the site carries.
+
+    In Jupyter such a link is relative to the notebook's folder; on the site it would be dead. A target
+    that still exists is copied to ``nbfiles/<notebook>/`` in the site's root (html_extra_path) and the link
+    points there; one that is gone (a test's temporary folder) becomes its path as code, not a dead link.
+    """
+    notebook = json.loads(text)
+
+    def relink(match: re.Match) -> str:
+        href, label = match.group(1), match.group(2)
+        source = (ROOT / "notebooks" / href).resolve()
+        if not source.is_file():
+            return f"<code>{label}</code>"
+        copied = EXTRA / "nbfiles" / stem / source.name
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copied)
+        return f'<a href="../nbfiles/{stem}/{source.name}" target="_blank">{label}</a>'
+
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            html = output.get("data", {}).get("text/html")
+            if html is not None:
+                joined = "".join(html) if isinstance(html, list) else html
+                output["data"]["text/html"] = re.sub(r'<a href=[\'"](?![a-z]+:|#|/)([^\'"]+)[\'"][^>]*>(.*?)</a>',
+                                                     relink, joined, flags=re.S)
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
 def write_notebook_pages() -> None:
     """Copy the chosen executed notebooks into docs/notebooks/, with _source.md saying which copies they are."""
     folder = notebook_copies()
     NOTEBOOK_PAGES.mkdir(exist_ok=True)
     names = []
+    shutil.rmtree(EXTRA / "nbfiles", ignore_errors=True)
+    EXTRA.mkdir(exist_ok=True)
     for copy in sorted(folder.glob("*.ipynb")):
-        target = NOTEBOOK_PAGES / copy.name
-        if not target.exists() or target.read_bytes() != copy.read_bytes():
-            shutil.copyfile(copy, target)
+        _write_if_changed(NOTEBOOK_PAGES / copy.name, _relink_outputs(copy.read_text(encoding="utf-8"), copy.stem))
         names.append(copy.stem)
     for stale in NOTEBOOK_PAGES.glob("*.ipynb"):
         if stale.stem not in names:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import shutil
 
 import pytest
 
@@ -69,17 +70,21 @@ def test_notebook_uses_only_public_names(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, tmp_path):
+def test_notebook_runs_top_to_bottom(path):
     # A cell that raises raises CellExecutionError here, which fails the test. The saved copy goes first,
     # so a notebook that fails leaves no stale copy for the docs to render.
     saved = runner.FAST_BUILD / path.name
     saved.unlink(missing_ok=True)
-    executed = runner.execute(path, fast=True, output_dir=tmp_path, timeout=600)
+    # The notebook's files go beside the saved copy (build/notebooks-fast/outputs/<name>/, emptied first, so
+    # nothing left from an earlier run can satisfy the checks): the docs link to them (03's report page).
+    output_dir = runner.FAST_BUILD / "outputs"
+    shutil.rmtree(output_dir / path.stem, ignore_errors=True)
+    executed = runner.execute(path, fast=True, output_dir=output_dir, timeout=600)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert figures, f"{path.name} showed no picture inline"
-    folder = tmp_path / path.stem
+    folder = output_dir / path.stem
     missing = [name for name in EXPECTED_FILES[path.stem] if not (folder / name).is_file()]
     assert not missing, f"{path.name} did not write {missing} under {folder}"
     if path.stem == "02_ablation_sweep":

@@ -48,6 +48,7 @@ html_static_path: list[str] = []
 html_extra_path = ["_extra"]
 html_last_updated_fmt = None
 html_show_sourcelink = False  # the source is the repository; the copies of executed notebooks are large
+html_copy_source = False
 
 # MyST: headings up to ### get anchors, so links to page.md#section are checked like page links.
 myst_heading_anchors = 3

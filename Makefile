@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test bench notebooks install clean
+.PHONY: demo test bench notebooks docs install clean
 
 $(STAMP): setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ bench: $(STAMP)
 # can be downloaded, else the micro CLIP). The committed notebooks stay without outputs.
 notebooks: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py
+
+# The manual (Sphinx, docs/) into build/docs/html/, warnings as errors. It runs no notebook itself: it renders
+# executed copies (build/notebooks/ from `make notebooks`, else build/notebooks-fast/), and makes the fast
+# ones first when neither exists (docs/conf.py says which it picked).
+docs: $(STAMP)
+	@if [ -z "$$(ls build/notebooks/*.ipynb build/notebooks-fast/*.ipynb 2>/dev/null)" ]; then \
+		$(BIN)/python tools/run_notebooks.py --fast; fi
+	$(BIN)/python -m sphinx -b html -n -W --keep-going docs build/docs/html -d build/docs/doctrees
+	@echo "open build/docs/html/index.html"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out

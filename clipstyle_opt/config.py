@@ -19,11 +19,15 @@ from .encoders.registry import ensemble
 from .errors import ConfigError
 from .settings import Setting, check_described, describe, docstring_section, setting
 
+#: How several prompts combine (``--fusion``): ``loss`` (a weighted sum of each prompt's loss) or
+#: ``embedding`` (one direction from the weighted mean of their embeddings).
 FUSIONS = ("loss", "embedding")
 """How several prompts combine (`clipstyle_opt.objective.guidance`)."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 VGG_ARCHS = ("vgg16", "vgg19")
+#: The layer names ``--content-layers`` and ``--style-layers`` accept, in network order (VGG16
+#: and VGG19 alike; ``convX_Y`` before its ReLU, ``reluX_Y`` after).
 VGG_LAYER_NAMES = (
     "conv1_1", "relu1_1", "conv1_2", "relu1_2",
     "conv2_1", "relu2_1", "conv2_2", "relu2_2",
@@ -256,19 +260,23 @@ class StyleConfig:
         return type(self).from_dict(merged)
 
     def to_json(self) -> str:
+        """The settings as indented JSON with sorted keys (what sidecars and ``--config`` files hold)."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "StyleConfig":
+        """Settings from JSON text; unknown keys and bad values raise `ConfigError` naming the key."""
         return cls.from_dict(_parse_mapping(text, yaml_format=False))
 
     def to_yaml(self) -> str:
+        """The settings as YAML with sorted keys."""
         import yaml
 
         return yaml.safe_dump(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_yaml(cls, text: str) -> "StyleConfig":
+        """Settings from YAML text; unknown keys and bad values raise `ConfigError` naming the key."""
         return cls.from_dict(_parse_mapping(text, yaml_format=True))
 
     @classmethod
@@ -330,6 +338,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 # Presets are named sets of overrides on top of the reference defaults.
+#: Named groups of overrides of the reference defaults (``--preset NAME``): ``reference`` changes
+#: nothing; `preset_summary` lists what each other one changes.
 PRESETS: dict[str, dict[str, Any]] = {
     "reference": {},
     # Quick prompt exploration on a laptop CPU: a quarter of the pixels, a

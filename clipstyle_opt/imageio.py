@@ -2,7 +2,7 @@
 
 Tensors at this boundary are (1, 3, H, W) float32 RGB in [0, 1].
 
-What reading does with each kind of pixel data (see README, "Troubleshooting"):
+What reading does with each kind of pixel data (see docs/guides/troubleshooting.md):
 
 - greyscale, palette, CMYK, YCbCr, LAB, HSV, 1-bit and 32-bit integer/float
   images are converted to RGB; 16-bit greyscale is scaled from 0..65535

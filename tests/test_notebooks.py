@@ -5,11 +5,16 @@ Each notebook is executed by nbclient in a fresh kernel (the one Jupyter itself 
 cell runs against the current public API, and each notebook leaves the files and inline figures it
 promises. What it cannot show: that the pictures look good (at these sizes they show nothing but
 that the code runs; `make notebooks` executes them at readable sizes into ``build/notebooks/``).
+
+Each executed copy is also saved to ``build/notebooks-fast/`` (`runner.FAST_BUILD`): the docs site renders
+those copies when ``make notebooks`` has not written readable ones (CI renders these fast-mode copies;
+``tests/test_site.py`` runs after this file and executes any copy that is missing).
 """
 from __future__ import annotations
 
 import ast
 import csv
+import shutil
 
 import pytest
 
@@ -65,14 +70,21 @@ def test_notebook_uses_only_public_names(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, tmp_path):
-    # A cell that raises raises CellExecutionError here, which fails the test.
-    executed = runner.execute(path, fast=True, output_dir=tmp_path, timeout=600)
+def test_notebook_runs_top_to_bottom(path):
+    # A cell that raises raises CellExecutionError here, which fails the test. The saved copy goes first,
+    # so a notebook that fails leaves no stale copy for the docs to render.
+    saved = runner.FAST_BUILD / path.name
+    saved.unlink(missing_ok=True)
+    # The notebook's files go beside the saved copy (build/notebooks-fast/outputs/<name>/, emptied first, so
+    # nothing left from an earlier run can satisfy the checks): the docs link to them (03's report page).
+    output_dir = runner.FAST_BUILD / "outputs"
+    shutil.rmtree(output_dir / path.stem, ignore_errors=True)
+    executed = runner.execute(path, fast=True, output_dir=output_dir, timeout=600)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert figures, f"{path.name} showed no picture inline"
-    folder = tmp_path / path.stem
+    folder = output_dir / path.stem
     missing = [name for name in EXPECTED_FILES[path.stem] if not (folder / name).is_file()]
     assert not missing, f"{path.name} did not write {missing} under {folder}"
     if path.stem == "02_ablation_sweep":
@@ -80,3 +92,4 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
             rows = list(csv.DictReader(handle))
         assert len(rows) == 8 and all(row["status"] == "ok" for row in rows)
         assert {"clip_score", "patch_clip_score", "lpips_vgg"} <= set(rows[0])
+    runner.save_executed(executed, saved)

@@ -1,7 +1,7 @@
 """Execute the project's notebooks, or check / strip their outputs.
 
     python tools/run_notebooks.py                      # execute notebooks/*.ipynb into build/notebooks/
-    python tools/run_notebooks.py --fast               # the same at tiny sizes (CLIPSTYLE_NOTEBOOK_FAST=1)
+    python tools/run_notebooks.py --fast               # tiny sizes (CLIPSTYLE_NOTEBOOK_FAST=1) into build/notebooks-fast/
     python tools/run_notebooks.py --check              # exit 1 if a committed notebook carries outputs
     python tools/run_notebooks.py --strip              # remove outputs and execution counts in place
 
@@ -23,6 +23,8 @@ from typing import Any, Optional, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build" / "notebooks"
+FAST_BUILD = ROOT / "build" / "notebooks-fast"
+"""Fast-mode executed copies (``--fast``, and tests/test_notebooks.py): what CI's docs build renders."""
 CELL_TIMEOUT_S = 1800
 """Per cell: a real-CLIP sweep on a CPU takes minutes."""
 
@@ -76,6 +78,17 @@ def execute(path: Path, *, fast: bool, output_dir: Optional[Path] = None, timeou
     return notebook
 
 
+def save_executed(notebook: Any, target: Path) -> Path:
+    """Write an executed notebook to ``target`` atomically (a reader never sees half a file); returns it."""
+    import nbformat
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".tmp")
+    nbformat.write(notebook, partial)
+    os.replace(partial, target)
+    return target
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="Default: every notebooks/*.ipynb.")
@@ -83,9 +96,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mode.add_argument("--check", action="store_true", help="Exit 1 if a notebook carries outputs.")
     mode.add_argument("--strip", action="store_true", help="Remove outputs and execution counts in place.")
     parser.add_argument("--fast", action="store_true", help="Micro CLIP, tiny sizes (what `make test` runs).")
-    parser.add_argument("-o", "--output-dir", type=Path, default=BUILD,
-                        help=f"Executed copies go here (default {BUILD.relative_to(ROOT)}).")
+    parser.add_argument("-o", "--output-dir", type=Path, default=None,
+                        help=f"Executed copies go here (default {BUILD.relative_to(ROOT)}, "
+                             f"with --fast {FAST_BUILD.relative_to(ROOT)}).")
     args = parser.parse_args(argv)
+    if args.output_dir is None:
+        args.output_dir = FAST_BUILD if args.fast else BUILD
     import nbformat
 
     paths = args.notebooks or notebook_paths()
@@ -119,8 +135,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             failed += 1
             print(f"FAILED {path.name}: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
             continue
-        target = args.output_dir / path.name
-        nbformat.write(notebook, target)
+        target = save_executed(notebook, args.output_dir / path.name)
         print(f"ran {path.name} in {time.perf_counter() - started:.0f} s -> {target}")
     if failed:
         print(f"error: {failed} of {len(paths)} notebook(s) failed", file=sys.stderr)

@@ -18,7 +18,7 @@ SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 _SWEEP_HELP = """Run many stylizations under varied settings into one directory, with a table, a contact
 sheet and plots.
 
-INPUTS is either one spec file (.yaml/.json; see README "Ablation sweeps") or photos (files or globs) for the
+INPUTS is either one spec file (.yaml/.json; see the manual's sweeps guide) or photos (files or globs) for the
 shorthand, where -p gives the prompts and --grid/--zip/--seeds the axes:
 
 \b

@@ -75,7 +75,9 @@ class ImageTextEncoder(Protocol):
     autocast_dtype: torch.dtype | None
 
     @property
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """The device the encoder's weights are on."""
+        ...
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, D) unit vectors; differentiable w.r.t. ``images``."""
@@ -96,4 +98,4 @@ class ImageTextEncoder(Protocol):
         """Replace the image tower by its torch.compile'd version."""
 
 
-__all__ = ["ImageTextEncoder", "resize_and_normalize"]
+__all__ = ["ImageTextEncoder", "WeightsCastOnce", "resize_and_normalize"]

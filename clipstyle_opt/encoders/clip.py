@@ -89,6 +89,7 @@ class ClipEncoder(WeightsCastOnce):
 
     @property
     def device(self) -> torch.device:
+        """The device the encoder's weights are on."""
         return self.mean.device
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -159,6 +160,7 @@ class PatchEmbedding(nn.Module):
         self.patch = conv.kernel_size[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch tokens of ``images`` (N, 3, H, W), H and W multiples of the patch size: (N, width, H/p, W/p)."""
         n, channels, height, width = images.shape
         p = self.patch
         rows, cols = height // p, width // p
@@ -189,6 +191,7 @@ class QuickGELUViaSiLU(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """QuickGELU of ``x``, any shape, elementwise (equal to x * sigmoid(1.702 x) up to float rounding)."""
         return F.silu(x * 1.702) * (1 / 1.702)
 
 

@@ -41,6 +41,7 @@ from .prompts import check_fits, max_prompt_tokens
 from .templates import IMAGENET_TEMPLATES, fill_templates
 from .weights import cache_dir
 
+#: The install line printed when open_clip (the ``open_clip`` extra) is missing.
 INSTALL_HINT = "pip install 'clipstyle_opt[open_clip]' (brings open_clip_torch, timm and transformers)"
 HUB_HOST = ("huggingface.co", 443)
 NETWORK_PROBE_TIMEOUT_S = 3.0
@@ -131,9 +132,11 @@ class OpenClipEncoder(WeightsCastOnce):
 
     @property
     def device(self) -> torch.device:
+        """The device the encoder's weights are on."""
         return self.mean.device
 
     def compile_image_tower(self) -> None:
+        """Compile the image tower with `torch.compile` (once; tens of seconds, then faster steps)."""
         if not isinstance(self.model.visual, torch._dynamo.eval_frame.OptimizedModule):
             self.model.visual = torch.compile(self.model.visual)
 
@@ -155,6 +158,9 @@ class OpenClipEncoder(WeightsCastOnce):
         return resize_and_normalize(images, self.input_resolution, self.mean, self.std)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalized embeddings (N, D) of ``images`` (N, 3, H, W) in [0, 1], any size: resized to the
+        model's input size and normalized with its mean/std first. Gradients flow back to ``images``.
+        """
         with self._precision():
             features = self.model.encode_image(self.preprocess(images).to(self._dtype or torch.float32))
         return F.normalize(features.float(), dim=-1)
@@ -184,6 +190,9 @@ class OpenClipEncoder(WeightsCastOnce):
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """L2-normalized embeddings (N, D) of ``texts`` as written (no templates); a text the tokenizer
+        would cut raises `ConfigError`.
+        """
         for text in texts:
             self.check_prompt(text, "a text", templates=())
         with self._precision():
@@ -192,6 +201,9 @@ class OpenClipEncoder(WeightsCastOnce):
 
     @torch.no_grad()
     def encode_prompt(self, text: str, templates: Sequence[str] = IMAGENET_TEMPLATES) -> torch.Tensor:
+        """One L2-normalized embedding (1, D) of ``text``: the mean over ``templates`` (each filled with the
+        text), normalized again. A text too long for any template raises `ConfigError`.
+        """
         self.check_prompt(text, "the text", templates=templates)
         with self._precision():
             features = self.model.encode_text(self._tokens(fill_templates(text, tuple(templates))))
@@ -313,6 +325,8 @@ def known_open_clip_models() -> list[dict[str, Any]]:
     return rows
 
 
+#: Tiny timm vision trunks by name (arguments of timm's VisionTransformer) for the bundled micro
+#: models and tests: registered with timm so an open_clip config can name them.
 MICRO_TRUNKS = {
     # name: timm VisionTransformer arguments. Tiny trunks for the project's micro models and tests;
     # timm must know a trunk by name before open_clip can build a config that names it.

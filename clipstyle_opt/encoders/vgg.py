@@ -71,6 +71,9 @@ class VGGFeatures(nn.Module):
         self.eval()
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Features of ``image`` (N, 3, H, W) in [0, 1] at each requested layer, by layer name (ImageNet
+        normalization applied here).
+        """
         # channels_last lets oneDNN (CPU) and cuDNN skip a layout reorder around
         # every conv: measured on a 2-core CPU at 512 px, forward+backward takes
         # 0.32 s instead of 0.73 s in bf16 and 0.99 s instead of 1.26 s in fp32.

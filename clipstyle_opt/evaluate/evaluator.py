@@ -324,9 +324,13 @@ class Evaluation:
         return format_table(self.rows)
 
     def write_csv(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the rows as CSV to ``path`` (refuses to replace a file unless ``overwrite``); returns the path."""
         return write_csv(self.rows, path, overwrite=overwrite)
 
     def write_json(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the rows and the settings as JSON to ``path`` (refuses to replace a file unless
+        ``overwrite``); returns the path.
+        """
         return write_json(self.rows, path, settings=self.settings, overwrite=overwrite)
 
 

@@ -162,6 +162,9 @@ class LPIPS(nn.Module):
         return total
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """LPIPS distance (N,) between ``x`` and ``y``, (N, 3, H, W) in [0, 1] of one size; 0 for equal
+        images, larger is more different (typically 0..1).
+        """
         _check_pair(x, y, self.min_side)
         return self.distance(self.features_of(x), self.features_of(y))
 
@@ -190,6 +193,7 @@ class L2Pool(nn.Module):
         self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).contiguous(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Downsample ``x`` (N, C, H, W) by 2 with a Hann-window L2 pooling (DISTS' replacement for max pooling)."""
         out = F.conv2d(x * x, self.kernel, stride=2, padding=1, groups=x.shape[1])
         return (out + 1e-12).sqrt()
 
@@ -264,5 +268,8 @@ class DISTS(nn.Module):
         return 1.0 - (texture + structure)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """DISTS distance (N,) between ``x`` and ``y``, (N, 3, H, W) in [0, 1] of one size, each side at
+        least 16 px; 0 for equal images, larger is more different.
+        """
         _check_pair(x, y, 16)
         return self.distance(self.features_of(x), self.features_of(y))

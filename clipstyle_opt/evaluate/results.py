@@ -15,13 +15,17 @@ from typing import Any, Iterable, Sequence
 from ..errors import ImageReadError
 from ..imageio import atomic_write, check_output_file
 
+#: Every metric `evaluate` computes, in the column order of its tables.
 METRICS: tuple[str, ...] = ("clip_score", "patch_clip_score", "clip_direction", "lpips_vgg", "lpips_alex",
                             "dists", "ssim", "content_loss")
+#: The metrics that need a CLIP model (the others need only VGG/AlexNet weights).
 CLIP_METRICS = frozenset({"clip_score", "patch_clip_score", "clip_direction"})
+#: For each metric, whether a higher value is better (CLIP scores, SSIM) or worse (distances).
 HIGHER_IS_BETTER: dict[str, bool] = {
     "clip_score": True, "patch_clip_score": True, "clip_direction": True, "lpips_vgg": False,
     "lpips_alex": False, "dists": False, "ssim": True, "content_loss": False,
 }
+#: Long side in px at which outputs and photos are compared (``--eval-size``), the reference's 512.
 DEFAULT_SIZE = 512
 
 
@@ -30,6 +34,7 @@ def higher_is_better(column: str) -> bool:
     return HIGHER_IS_BETTER[column.split("[", 1)[0]]
 
 
+#: The format tag written into metrics JSON files; `read_results` checks it.
 EVAL_FORMAT = "clipstyle_opt.eval/1"
 
 

@@ -52,6 +52,7 @@ class CropParams:
     regions: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "CropParams":
+        """The same crops with every tensor moved to ``device``."""
         regions = None if self.regions is None else self.regions.to(device)
         return CropParams(self.tops.to(device), self.lefts.to(device), self.size, self.homographies.to(device),
                           regions)
@@ -188,7 +189,7 @@ class StaticCrops:
     may read a value back to the host. So, unlike `apply_batched`, the warp
     takes inverse homographies computed on the host (kornia's warp inverts on
     the device, and CUDA's inverse reads an error flag back) and the gather's
-    backward is an index_add_ (the deterministic `_GatherCrops` loops over the
+    backward is an ``index_add_`` (the deterministic `_GatherCrops` loops over the
     corners on the host). On CUDA the warp's own backward (grid_sample) adds
     atomically anyway, so this gives up no determinism there.
 
@@ -218,7 +219,7 @@ class StaticCrops:
 
 
 class _GatherCropsOnDevice(torch.autograd.Function):
-    """`_GatherCrops` without host reads: the backward scatters with index_add_ (atomic on CUDA)."""
+    """`_GatherCrops` without host reads: the backward scatters with ``index_add_`` (atomic on CUDA)."""
 
     @staticmethod
     def forward(ctx, image: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,  # type: ignore[override]

@@ -2,7 +2,7 @@
 
 A `Guidance` is everything about *what* to aim for and *where*, apart from the
 knobs of `StyleConfig` (how hard, how long). It validates its inputs with
-one-line `ConfigError`s (exit 2) before any model loads, normalizes every
+one-line errors (`ConfigError`, exit 2) before any model loads, normalizes every
 group of weights to sum 1, and gives a short label and a metadata dict for
 sidecars and reports.
 
@@ -65,6 +65,7 @@ class WeightedImage:
 
     @property
     def path(self) -> str | None:
+        """The image's file path, or None when it was given as a PIL image or tensor."""
         return str(self.source) if isinstance(self.source, (str, os.PathLike)) else None
 
 

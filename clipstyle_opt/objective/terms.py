@@ -238,7 +238,9 @@ TERMS: tuple[LossTerm, ...] = (
 TERM_NAMES: tuple[str, ...] = tuple(term.name for term in TERMS)
 """The loss terms' names, in the order results, sweeps and summaries list them."""
 
+#: The loss terms computed through the vision-language encoders (directional, patch).
 CLIP_TERMS: tuple[LossTerm, ...] = tuple(term for term in TERMS if term.needs == "clip")
+#: The loss terms computed without CLIP (content, total variation, style Gram).
 PIXEL_TERMS: tuple[LossTerm, ...] = tuple(term for term in TERMS if term.needs != "clip")
 
 _REFERENCE_SUM = ("patch", "content", "tv", "dir")

@@ -16,6 +16,7 @@ from .execute import EvalSettings, Outcome
 from .spec import Run, SweepSpec, load_spec
 from .store import SweepStore, import_pandas, to_frame
 
+#: The sweep engines (``--engine``): ``local`` (one process) or ``ray`` (Ray workers).
 ENGINES = ("local", "ray")
 
 
@@ -76,6 +77,7 @@ class Plan:
 
     @property
     def pending(self) -> list[Run]:
+        """The runs of the spec that have no finished record in the sweep directory yet, in spec order."""
         return [run for run in self.spec.runs if run.run_id not in self.done]
 
 

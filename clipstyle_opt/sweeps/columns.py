@@ -6,6 +6,7 @@ RUN_TIMINGS: tuple[str, ...] = ("load_s", "prepare_s", "train_s", "apply_s", "to
 """Copied from each run's `Result.timings`."""
 SWEEP_TIMINGS: tuple[str, ...] = ("run_s", "eval_s")
 """Added by the sweep around each run: the whole run, and the scoring with ``--eval``."""
+#: The timing columns (seconds) of a sweep's results, left out where results are compared.
 TIMINGS: frozenset[str] = frozenset(RUN_TIMINGS + SWEEP_TIMINGS)
 
 __all__ = ["RUN_TIMINGS", "SWEEP_TIMINGS", "TIMINGS"]

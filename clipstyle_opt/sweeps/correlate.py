@@ -199,6 +199,9 @@ class Correlation:
     data: dict[str, Any] = field(default_factory=dict)
 
     def write_csv(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write one row per metric (coefficients, 95 % intervals, n) as CSV to ``path`` (refuses to
+        replace a file unless ``overwrite``); returns the path.
+        """
         path = check_output_file(path, overwrite)
         columns = list(self.rows[0]) if self.rows else ["metric"]
 

@@ -61,6 +61,7 @@ def encoder_key(config: StyleConfig) -> str:
 
 
 def make_stylizer(config: StyleConfig) -> Stylizer:
+    """A `Stylizer` for ``config`` (loads its encoders); a seam the runners and tests share."""
     return Stylizer(config)
 
 

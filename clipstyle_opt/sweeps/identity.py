@@ -9,13 +9,16 @@ from ..config import StyleConfig, settings
 
 # Settings that change speed or memory only, not the image (beyond float rounding): not part of a run's id,
 # so a sweep resumed on another device or with another batch size reuses what exists.
+#: Settings that change speed or memory only (device, ``clip_batch``, ``compile``...): left out of run ids.
 SPEED_ONLY = tuple(item.name for item in settings() if item.speed_only)
+#: Versions the hash behind run ids: a change to what enters it changes this tag.
 RUN_ID_FORMAT = "clipstyle_opt.sweep.run/1"
 # Written as floats in the id (150 == 150.0); optional ones (coarse_lr) are not, as before they were described.
 _FLOAT_FIELDS = {item.name for item in settings() if item.type is float and not item.optional and not item.multiple}
 
 
 def file_digest(path: str, cache: dict[str, str]) -> str:
+    """The sha256 (hex) of the file at ``path``, read once per ``cache`` (a dict kept by the caller)."""
     if path not in cache:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:

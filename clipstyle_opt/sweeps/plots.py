@@ -12,6 +12,7 @@ from ..errors import ClipstyleError
 from ..imageio import atomic_write
 from .columns import TIMINGS
 
+#: The sweep directory's folder of per-axis plots.
 PLOTS_DIR = "plots"
 _NOT_METRICS = {"run_id", "status", "image", "content_path", "style_image_path", "error", "seed"}
 # Bookkeeping times stay in results.csv but not in the plots: of the timings only train_s (the

@@ -16,6 +16,7 @@ from .execute import EvalSettings, Outcome, encoder_key
 from .local import group_by_encoder
 from .spec import Run
 
+#: The line printed when ``--engine ray`` is asked for without Ray installed.
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'clipstyle_opt[ray]'"
 
 
@@ -43,6 +44,9 @@ class SweepWorker:
 
     def run(self, run_data: dict[str, Any], content: Any, style: Any,
             eval_settings: Optional[EvalSettings]) -> Outcome:
+        """Run one sweep run on this worker (reloading encoders only when the group changes) and return its
+        `Outcome`; a failure is returned as a failed outcome, never raised.
+        """
         from .execute import execute_run, make_evaluator, make_stylizer
 
         run = Run.from_dict(run_data)

@@ -15,12 +15,17 @@ from PIL import Image, ImageDraw, ImageFont
 from ..errors import ConfigError
 from ..imageio import atomic_write
 
+#: The contact sheet's file name in a sweep directory.
 SHEET = "contact_sheet.png"
 CELL = 160
 """Long side of a thumbnail (px)."""
+#: Height (px) of the run-id caption under each thumbnail.
 CAPTION_H = 16
+#: Height (px) of the column header row.
 HEADER_H = 22
+#: Width (px) of the row label column.
 LABEL_W = 200
+#: Gap (px) between cells.
 PAD = 4
 _NON_COLUMN = ("content", "prompt", "style_image", "seed")
 

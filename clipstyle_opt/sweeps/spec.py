@@ -47,6 +47,7 @@ from ..errors import ClipstyleError, ConfigError, ImageReadError
 from .identity import SPEED_ONLY, canonical_config, file_digest, run_id
 from .spec_file import Path_, Where, read_spec_file
 
+#: The top-level keys a sweep spec may have; any other is refused with a suggestion.
 SPEC_KEYS = ("name", "contents", "prompts", "style_images", "base", "grid", "zip", "variants", "seeds")
 RUN_AXES = ("content", "prompt", "style_image")
 """Axes that are not `StyleConfig` fields."""
@@ -76,6 +77,7 @@ class Run:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Run":
+        """A `Run` from the dict its ``to_dict`` wrote (as sent to Ray workers and kept in sidecars)."""
         return cls(data["run_id"], data["content"], data["prompt"], data.get("style_image"),
                    StyleConfig.from_dict(data["config"]), dict(data.get("axes", {})))
 

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 from ..errors import ConfigError
 from ..imageio import read_user_text
 
-Path_ = tuple  # a path into the spec: ("grid", "lambda_patch", 2)
+#: A path into the spec, as a tuple of keys and list indices: ``("grid", "lambda_patch", 2)``.
+Path_ = tuple
 
 
 class Where:
@@ -34,6 +35,7 @@ class Where:
         return f"{self.source}: {dotted}" if dotted else self.source
 
     def error(self, path: Path_, message: str, key: str | None = None) -> ConfigError:
+        """A `ConfigError` whose message starts with the file position of ``path`` (``spec.yaml:4:18: ...``)."""
         return ConfigError(f"{self(path)}: {message}", key)
 
 

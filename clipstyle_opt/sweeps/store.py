@@ -35,8 +35,11 @@ from .execute import Outcome
 from .spec import Run, SweepSpec
 
 SWEEP_FORMAT = "clipstyle_opt.sweep/1"
+#: The sweep directory's manifest (the spec and settings it was started with).
 MANIFEST = "sweep.json"
+#: One row per run: axes, final losses, timings, metrics.
 RESULTS_CSV = "results.csv"
+#: The same table as Parquet, written when pyarrow is installed.
 RESULTS_PARQUET = "results.parquet"
 LOCK = ".lock"
 FIRST_COLUMNS = ("run_id", "status", "image")
@@ -111,6 +114,7 @@ class SweepStore:
 
     # --- reading ------------------------------------------------------------------------------------
     def image_path(self, run_id: str) -> Path:
+        """Where the image of run ``run_id`` is (or will be) stored: ``runs/<id>.png``."""
         return self.runs_dir / f"{run_id}.png"
 
     def finished(self) -> dict[str, dict[str, Any]]:
@@ -201,6 +205,9 @@ class SweepStore:
         return row
 
     def record(self, run: Run, outcome: Outcome, label: str | None = None) -> dict[str, Any]:
+        """Record a finished run: its image and sidecar when it succeeded, ``failed/<id>.json`` when not;
+        returns its results row.
+        """
         if outcome.status == "ok":
             return self.record_success(run, outcome, label)
         return self.record_failure(run, outcome.error, outcome.traceback)

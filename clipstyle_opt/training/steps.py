@@ -26,7 +26,10 @@ from ..objective.style_objective import StyleObjective
 from .captured import CapturedStep, can_capture, captured_optimizer
 from .guards import KeptWeights, grads_finite
 
+#: The kinds of training step (see `STEP_KINDS`).
 StepKind = Literal["auto", "plain", "reference", "captured"]
+#: ``auto`` (captured on CUDA with ``--cuda-graph``, else plain), ``plain`` (chunked CLIP backward),
+#: ``reference`` (the reference code's one-graph structure), ``captured`` (one CUDA graph).
 STEP_KINDS: tuple[str, ...] = ("auto", "plain", "reference", "captured")
 
 

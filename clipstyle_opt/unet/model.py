@@ -26,6 +26,7 @@ class ResidualConvBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for ``x`` (N, C_in, H, W): (N, C_out, H, W), the shortcut added."""
         out = self.body(x)
         if torch.is_grad_enabled():
             return out + self.shortcut(x)
@@ -59,6 +60,9 @@ class StyleUNet(nn.Module):
         self.to_rgb = nn.Conv2d(w, 3, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The stylized image (N, 3, H, W) in [0, 1] of ``image`` (N, 3, H, W) in [0, 1]; H and W must be
+        multiples of 8 (else ValueError).
+        """
         if image.shape[-1] % 8 or image.shape[-2] % 8:
             raise ValueError(f"U-Net input sides must be multiples of 8, got {tuple(image.shape[-2:])}")
         # Each tensor is let go as soon as it is used (del, pop): applying a large tile without

@@ -30,6 +30,9 @@ class FrozenInstanceNorm(nn.Module):
         self.register_buffer("inv_std", torch.rsqrt(stats.var + eps).float().view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (1, C, H, W) normalized with the frozen per-channel mean and 1/std (in place under
+        inference mode).
+        """
         if torch.is_inference_mode_enabled():
             return x.sub_(self.mean).mul_(self.inv_std)
         return (x - self.mean) * self.inv_std
@@ -78,6 +81,7 @@ class Moments:
         self.m2 = torch.zeros(channels, dtype=torch.float64)
 
     def add(self, region: torch.Tensor) -> None:
+        """Fold a region's values (1, C, H, W) into the running count, mean and squared deviations."""
         values = region.detach().double().flatten(2)[0]  # (C, n)
         n = values.shape[1]
         mean = values.mean(dim=1)
@@ -89,6 +93,7 @@ class Moments:
         self.count = total
 
     def stats(self) -> NormStats:
+        """The per-channel mean and (biased) variance of everything added so far."""
         return NormStats(self.mean.clone(), self.m2 / self.count)
 
 

@@ -80,6 +80,7 @@ class TilePlan:
 
     @property
     def single(self) -> bool:
+        """Whether the plan is one tile (the image is rendered in one piece)."""
         return len(self.tiles) == 1
 
 

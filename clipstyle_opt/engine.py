@@ -288,9 +288,23 @@ class StyleRun:
         becomes their sum) and advance to there. Stopped at S, continued K: the run of S + K steps."""
         if steps < 1:
             raise ConfigError(f"continue for at least 1 step, got {steps}")
-        self.training.plan(self.training.step + steps)
-        self._run.config = self._run.config.replace(steps=self.training.phases[-1].config.steps)
+        self.plan(self.training.step + steps)
         self.advance(callback=callback, should_stop=should_stop)
+
+    def interrupt(self) -> None:
+        """Mark the run stopped between two steps (a stop asked for while no step ran), as ``should_stop`` marks
+        one stopped after a step: its result says "interrupted" until it is continued."""
+        if not self.finished:
+            self.training.trained.extra = {"status": "interrupted", "steps_done": self.training.step}
+
+    def plan(self, total: int) -> None:
+        """Plan ``total`` steps in all (at least those done), lengthening the final phase; the result's ``steps``
+        setting follows. `continue_for` is ``plan(step + K)`` then `advance`."""
+        try:
+            self.training.plan(total)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._run.config = self._run.config.replace(steps=self.training.phases[-1].config.steps)
 
     def result(self, *, keep_training: bool = True) -> Result:
         """The `Result` of the steps done so far (``extra["status"]`` is "interrupted" after a stop and

@@ -78,19 +78,24 @@ class CheckedImage(gr.Image):
     """An image input whose upload goes through `check_image_upload` (byte and pixel bounds, the command line's
     safe loader) before anything decodes it; Gradio's own decoder never sees it. Same frontend as gr.Image."""
 
-    is_template = True
-
-    def __init__(self, *args: Any, studio: "Studio", what: str = "photo", **kwargs: Any) -> None:
-        self._studio, self._what = studio, what
-        super().__init__(*args, type="filepath", **kwargs)
+    is_template = True  # no __init__ of its own: Gradio reads a component's properties from its signature
+    studio: "Studio"
+    what = "photo"
 
     def preprocess(self, payload: Any) -> str | None:
         if payload is None:
             return None
         try:
-            return str(check_image_upload(payload.path, self._what, self._studio.options.limits))
+            return str(check_image_upload(payload.path, self.what, self.studio.options.limits))
         except ClipstyleError as exc:
             raise user_error(exc) from None
+
+
+def checked_image(studio: "Studio", what: str = "photo", **kwargs: Any) -> CheckedImage:
+    """A `CheckedImage` for ``what`` ("photo", "mask"), read as a file path."""
+    image = CheckedImage(type="filepath", **kwargs)
+    image.studio, image.what = studio, what
+    return image
 
 
 class Studio:
@@ -152,7 +157,7 @@ def build_app(options: StudioOptions) -> gr.Blocks:
         with gr.Tab("Stylize"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    photo = CheckedImage(label="photo", sources=["upload"], studio=studio, elem_id="photo")
+                    photo = checked_image(studio, label="photo", sources=["upload"], elem_id="photo")
                     examples = sorted(str(p) for p in EXAMPLES.glob("*.png") if not p.stem.startswith("mask"))
                     if examples:
                         gr.Examples(examples, inputs=[photo], label="examples")
@@ -176,8 +181,7 @@ def build_app(options: StudioOptions) -> gr.Blocks:
                     with gr.Accordion("style images, mask, focus", open=False):
                         style_files = gr.File(file_count="multiple", file_types=["image"], label="style images")
                         style_weights = gr.Textbox(label="style weights (comma-separated; empty: equal)")
-                        mask = CheckedImage(label="mask (white = stylize)", sources=["upload"], studio=studio,
-                                            what="mask")
+                        mask = checked_image(studio, "mask", label="mask (white = stylize)", sources=["upload"])
                         focus = gr.Textbox(label="focus (stylize where the photo shows this)")
                     with gr.Accordion("Advanced", open=False):
                         advanced = [controls.control(item, value) for item, value in
@@ -209,7 +213,7 @@ def build_app(options: StudioOptions) -> gr.Blocks:
             apply_go = gr.Button("Apply")
             applied = gr.Gallery(label="restyled", columns=3)
         with gr.Row(visible=False):  # the API's own inputs and outputs, named as the endpoints' parameters
-            api_photo = CheckedImage(studio=studio)
+            api_photo = checked_image(studio)
             api_unet = gr.File()
             api_image = gr.Image(format="png")
             api_meta = gr.JSON()
@@ -283,7 +287,8 @@ def build_app(options: StudioOptions) -> gr.Blocks:
         cont.click(on_continue, [more, session_state], outputs, concurrency_id=TRAINING, concurrency_limit=1,
                    api_visibility="private")
         stop.click(on_stop, None, None, queue=False, api_visibility="private")
-        strength.release(on_strength, [strength, session_state], [shown, compare], api_visibility="private")
+        strength.change(on_strength, [strength, session_state], [shown, compare], api_visibility="private",
+                        trigger_mode="always_last")
         preset.change(lambda name: controls.preset_values(name, ["steps", "size", "seed", *names]), preset,
                       [main["steps"], main["size"], main["seed"], *advanced], api_visibility="private")
 
@@ -357,4 +362,4 @@ def build_app(options: StudioOptions) -> gr.Blocks:
     return demo
 
 
-__all__ = ["CheckedImage", "Studio", "build_app", "user_error"]
+__all__ = ["CheckedImage", "Studio", "build_app", "checked_image", "user_error"]

@@ -79,17 +79,15 @@ class CheckedImage(gr.Image):
     """An image input whose upload goes through `check_image_upload` (byte and pixel bounds, the command line's
     safe loader) before anything decodes it; Gradio's own decoder never sees it. Same frontend as gr.Image."""
 
-    is_template = True
-
-    def __init__(self, *args: Any, studio: "Studio", what: str = "photo", **kwargs: Any) -> None:
-        self._studio, self._what = studio, what
-        super().__init__(*args, type="filepath", **kwargs)
+    is_template = True  # no __init__ of its own: Gradio reads a component's properties from its signature
+    studio: "Studio"
+    what = "photo"
 
     def preprocess(self, payload: Any) -> str | None:
         if payload is None:
             return None
         try:
-            return str(check_image_upload(payload.path, self._what, self._studio.options.limits))
+            return str(check_image_upload(payload.path, self.what, self.studio.options.limits))
         except ClipstyleError as exc:
             raise user_error(exc) from None
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING

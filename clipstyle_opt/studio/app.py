@@ -239,8 +239,12 @@ def build_app(options: StudioOptions) -> gr.Blocks:
                     yield {**progress_update(progress), shown: image, compare: (Image.open(photo_path), styled),
                            downloads: [image, str(Path(image).with_suffix(".json")), unet], meta: metadata,
                            session_state: state}
-            except GeneratorExit:  # the page went away: stop after this step
+            except GeneratorExit:  # the page went away (or the call was cancelled): keep what it made
                 job.stop()
+                if job.run.step > 0 and (job.last is None or job.last.history != job.run.training.trained.history):
+                    job.run.interrupt()
+                    job.last = job.run.result()
+                    studio.finish(job, Path(photo_path).name)
                 raise
 
         @guarded

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ..config import DEVICES
+from ..studio import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PREVIEW_EVERY
 from .common import handle_errors
 
 
@@ -17,20 +19,19 @@ from .common import handle_errors
                    "models` lists, a checkpoint file or local-dir:/path [default: the stylize default].")
 @click.option("--model-dir", "model_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="A folder whose checkpoints and local-dir: subfolders an API call may name (repeatable).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
               help="Where to compute; one training at a time runs there, the others queue.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="studio-outputs", show_default=True,
               help="Where results, sidecars and U-Nets go; the gallery reads it back.")
 @click.option("--auth", default=None, metavar="USER:PASS", help="Ask for this user name and password.")
 @click.option("--share", is_flag=True, help="Also open a public gradio.live link (needs the internet).")
-@click.option("--preview-every", type=click.FloatRange(min=0), default=None,
-              help="Seconds of training between two previews, at most [default: 2].")
-@click.option("--max-upload-mb", type=click.IntRange(min=1), default=None,
-              help="Largest upload accepted, in MB [default: 50]; pixels are bounded by CLIPSTYLE_MAX_PIXELS.")
+@click.option("--preview-every", type=click.FloatRange(min=0), default=DEFAULT_PREVIEW_EVERY, show_default=True,
+              help="Seconds of training between two previews, at most (0: every step).")
+@click.option("--max-upload-mb", type=click.IntRange(min=1), default=DEFAULT_MAX_UPLOAD_MB, show_default=True,
+              help="Largest upload accepted, in MB; pixels are bounded by CLIPSTYLE_MAX_PIXELS.")
 @handle_errors
 def serve_command(host: str, port: int, clip_models: tuple[str, ...], model_dirs: tuple[str, ...], device: str,
-                  output_dir: str, auth: str | None, share: bool, preview_every: float | None,
-                  max_upload_mb: int | None) -> None:
+                  output_dir: str, auth: str | None, share: bool, preview_every: float, max_upload_mb: int) -> None:
     """Serve the web studio: upload a photo, type a prompt, watch it form, stop, continue, download.
 
     Needs the studio extra (pip install 'clipstyle_opt[studio]'). Offline with the bundled micro CLIP:
@@ -53,11 +54,8 @@ def serve_command(host: str, port: int, clip_models: tuple[str, ...], model_dirs
     if share:
         check_share()
     options = StudioOptions(clip_models=list(models), device=device, output_dir=Path(output_dir),
-                            model_dirs=list(model_dirs))
-    if preview_every is not None:
-        options.preview_every = preview_every
-    if max_upload_mb is not None:
-        options.limits = UploadLimits(max_upload_mb * 1024 * 1024)
+                            preview_every=preview_every, model_dirs=list(model_dirs),
+                            limits=UploadLimits(max_upload_mb * 1024 * 1024))
     click.echo(f"clipstyle studio on http://{host}:{port} (Ctrl-C to stop)", err=True)
     launch(options, host=host, port=port, auth=credentials, share=share, block=True)
 

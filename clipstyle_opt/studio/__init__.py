@@ -7,3 +7,8 @@ continue), `gallery` (results saved in ``--output-dir`` and read back), `blend` 
 import gradio; the engine knows nothing of any of them. Needs the ``studio`` extra
 (``pip install 'clipstyle_opt[studio]'``).
 """
+
+DEFAULT_PREVIEW_EVERY = 2.0
+"""Seconds of training between two previews, at most (``clipstyle serve --preview-every``)."""
+DEFAULT_MAX_UPLOAD_MB = 50
+"""Largest upload the studio accepts, in MB (``clipstyle serve --max-upload-mb``)."""

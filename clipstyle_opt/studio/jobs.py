@@ -20,10 +20,9 @@ from ..engine import StyleRun, Stylizer
 from ..imageio import to_pil
 from ..interrupts import GracefulStop
 from ..result import Result, StepInfo
+from . import DEFAULT_PREVIEW_EVERY
 from .security import ModelPolicy, UploadLimits
 
-DEFAULT_PREVIEW_EVERY = 2.0
-"""Seconds of training between two previews, at most (``clipstyle serve --preview-every``)."""
 
 
 @dataclass

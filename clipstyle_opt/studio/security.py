@@ -16,9 +16,8 @@ from typing import Sequence
 
 from ..errors import ConfigError, ImageReadError
 from ..imageio import MIN_SIDE, check_min_size, read_image
+from . import DEFAULT_MAX_UPLOAD_MB
 
-DEFAULT_MAX_UPLOAD_MB = 50
-"""Largest upload the studio accepts, in MB (``clipstyle serve --max-upload-mb``)."""
 
 
 @dataclass(frozen=True)

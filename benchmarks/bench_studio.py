@@ -9,6 +9,8 @@
    run's CPU time, median over repeats (target: at most 5 % at the default). CPU time rather than wall time:
    on a shared machine the wall time of the same run varies by tens of % from one run to the next (both are
    printed).
+   And, independent of the machine's load, one preview's own CPU work (to 8 bits and PNG at 256 px): at the
+   default interval of 2 s it bounds the cost at (work / 2 s).
 3. ``--strength``: the strength slider's pixel mix against a mix in the U-Net's pre-sigmoid space
    (`clipstyle_opt.studio.blend`): milliseconds per 512 px image and how far apart they are, in 8-bit levels.
 
@@ -58,6 +60,22 @@ def first_preview(client, photo: str, clip_model: str) -> float:
     seconds = time.perf_counter() - started
     job.result(timeout=3600)
     return seconds
+
+
+def preview_work(side: int = 256, repeats: int = 20) -> float:
+    """CPU milliseconds of one preview's own work at ``side`` px: the step output to an 8-bit image
+    (`to_pil`) and the PNG encoding Gradio does before sending it."""
+    import io
+
+    import torch
+
+    from clipstyle_opt.imageio import to_pil
+
+    output = torch.rand(1, 3, side, side)
+    started = time.process_time()
+    for _ in range(repeats):
+        to_pil(output).save(io.BytesIO(), format="png")
+    return (time.process_time() - started) / repeats * 1000
 
 
 def whole_run(client, photo: str, clip_model: str, steps: int) -> tuple[float, float, int]:
@@ -116,6 +134,10 @@ def main() -> None:
         print(f"CPU: {cpu_name()}; torch threads {torch.get_num_threads()}; load average before "
               f"{os.getloadavg()[0]:.1f}")
         print(f"encoder: {args.clip_model}; photo {Path(args.photo).name}")
+        work = preview_work()
+        print(f"one preview's own work (256 px, to 8 bits + PNG): {work:.1f} ms of CPU; at the default of one "
+              f"preview per 2 s of training at most, that bounds the cost at {work / 2000 * 100:.2f} % of the "
+              "training time")
         with running_studio(Path(tmp) / "out", preview_every=2.0) as (demo, url):
             client = Client(url, verbose=False, download_files=str(Path(tmp) / "downloads"))
             cold = first_preview(client, args.photo, clip_model)

@@ -27,7 +27,7 @@ from studio_server import running_studio  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "studio_midrun.png"))
-    parser.add_argument("--at-step", type=int, default=6, help="take the screenshot once this step is shown")
+    parser.add_argument("--at-step", type=int, default=4, help="take the screenshot once this step is shown")
     args = parser.parse_args()
     from PIL import Image
     from selenium import webdriver
@@ -37,7 +37,7 @@ def main() -> None:
 
     options = webdriver.ChromeOptions()
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--no-first-run", "--window-size=1300,1050"):
+                "--no-first-run", "--window-size=1300,1150"):
         options.add_argument(arg)
     options.binary_location = "/usr/bin/chromium"
     with tempfile.TemporaryDirectory() as tmp, running_studio(Path(tmp), preview_every=0.0) as (_, url):
@@ -66,6 +66,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"no step {args.at_step} in time: {status!r}")
                 time.sleep(0.2)
+            driver.execute_script("window.scrollTo(0, 0)")  # pressing Stylize scrolled the page
             time.sleep(1.5)  # let the preview and the curve draw
             shot = Path(tmp) / "shot.png"
             driver.save_screenshot(str(shot))

@@ -157,7 +157,7 @@ def build_app(options: StudioOptions) -> gr.Blocks:
         with gr.Tab("Stylize"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    photo = checked_image(studio, label="photo", sources=["upload"], elem_id="photo")
+                    photo = checked_image(studio, label="photo", sources=["upload"], elem_id="photo", height=320)
                     examples = sorted(str(p) for p in EXAMPLES.glob("*.png") if not p.stem.startswith("mask"))
                     if examples:
                         gr.Examples(examples, inputs=[photo], label="examples")
@@ -193,12 +193,12 @@ def build_app(options: StudioOptions) -> gr.Blocks:
                         more = gr.Number(value=50, precision=0, minimum=1, label="continue N steps")
                         cont = gr.Button("Continue", elem_id="continue")
                 with gr.Column(scale=1):
-                    shown = gr.Image(label="image", format="png", interactive=False, elem_id="shown")
+                    shown = gr.Image(label="image", format="png", interactive=False, elem_id="shown", height=320)
                     status = gr.Markdown(elem_id="status")
+                    curve = gr.LinePlot(x="step", y="total loss", label="loss", height=220)
                     strength = gr.Slider(0, 1, value=1, step=0.01, label="strength (0: the photo, 1: stylized)",
                                          elem_id="strength")
                     compare = gr.ImageSlider(label="before / after", type="pil", interactive=False)
-                    curve = gr.LinePlot(x="step", y="total loss", label="loss", height=220)
                     downloads = gr.File(label="downloads (PNG with metadata, sidecar, U-Net)", file_count="multiple",
                                         interactive=False)
                     meta = gr.JSON(label="metadata")

@@ -74,6 +74,7 @@ def main() -> None:
             image = Image.open(shot).convert("RGB")
             image = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.Resampling.LANCZOS)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            image = image.quantize(colors=128, method=Image.Quantize.MEDIANCUT)  # a small PNG for the docs
             image.save(args.out, optimize=True)
             print(f"wrote {args.out} ({image.width}x{image.height} px) at: {status}")
         finally:

@@ -74,27 +74,24 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-class CheckedImage(gr.Image):
-    """An image input whose upload goes through `check_image_upload` (byte and pixel bounds, the command line's
-    safe loader) before anything decodes it; Gradio's own decoder never sees it. Same frontend as gr.Image."""
+def checked_image(studio: "Studio", what: str = "photo", **kwargs: Any) -> gr.Image:
+    """An image input, read as a file path, whose upload goes through `check_image_upload` (byte and pixel
+    bounds, the command line's safe loader) before anything decodes it: Gradio's own decoder never sees it.
 
-    is_template = True  # no __init__ of its own: Gradio reads a component's properties from its signature
-    studio: "Studio"
-    what = "photo"
+    The check replaces the instance's ``preprocess`` rather than subclassing gr.Image: Gradio writes a ``.pyi``
+    file beside the module of every Component subclass, and a package should not write into itself.
+    """
+    image = gr.Image(type="filepath", **kwargs)
 
-    def preprocess(self, payload: Any) -> str | None:
+    def preprocess(payload: Any) -> str | None:
         if payload is None:
             return None
         try:
-            return str(check_image_upload(payload.path, self.what, self.studio.options.limits))
+            return str(check_image_upload(payload.path, what, studio.options.limits))
         except ClipstyleError as exc:
             raise user_error(exc) from None
 
-
-def checked_image(studio: "Studio", what: str = "photo", **kwargs: Any) -> CheckedImage:
-    """A `CheckedImage` for ``what`` ("photo", "mask"), read as a file path."""
-    image = CheckedImage(type="filepath", **kwargs)
-    image.studio, image.what = studio, what
+    image.preprocess = preprocess  # type: ignore[method-assign]
     return image
 
 
@@ -366,4 +363,4 @@ def build_app(options: StudioOptions) -> gr.Blocks:
     return demo
 
 
-__all__ = ["CheckedImage", "Studio", "build_app", "checked_image", "user_error"]
+__all__ = ["Studio", "build_app", "checked_image", "user_error"]

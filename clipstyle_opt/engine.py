@@ -1,11 +1,13 @@
 """`Stylizer`: loads the encoders once, trains one U-Net per call, returns a `Result`."""
 from __future__ import annotations
 
+import copy
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
@@ -22,7 +24,7 @@ from .objective.masks import composite, resize_mask
 from .result import Result, StepInfo
 from .sizing import output_hw, training_hw
 from .training.guards import NonFiniteStep
-from .training.loop import train
+from .training.loop import TrainingRun
 from .training.phases import build_phase, coarse_config
 from .training.steps import STEP_KINDS, StepKind
 from .unet.model import StyleUNet, seeded_unet
@@ -143,8 +145,31 @@ class Stylizer:
         guidance = make_guidance(prompt, style_image=style_image, fusion=config.fusion, **aims)
         check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
         check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
-        try:
+        with self._out_of_memory(config):
             return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
+
+    def start(self, content: ImageSource, prompt: PromptSpec | Guidance, *,
+              style_image: ImageSource | Sequence[ImageSource] | None = None, batched_crops: bool = True,
+              **options: Any) -> "StyleRun":
+        """Prepare a run as `stylize` does (same arguments, same checks) without training: a `StyleRun` to
+        advance a few steps at a time, stop, lengthen and turn into a `Result` at any step.
+
+        ``run.advance()`` to the end then ``run.result()`` gives what `stylize` gives for the same arguments.
+        """
+        settings = set(StyleConfig.__dataclass_fields__)
+        aims = {key: options.pop(key) for key in GUIDANCE_KEYWORDS if key in options and key not in settings}
+        config = self._call_config(options)
+        guidance = make_guidance(prompt, style_image=style_image, fusion=config.fusion, **aims)
+        check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
+        check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
+        with self._out_of_memory(config):
+            return self._start(content, guidance, config, batched_crops)
+
+    @contextmanager
+    def _out_of_memory(self, config: StyleConfig) -> Iterator[None]:
+        """Turn running out of memory into an `OutOfMemoryError` naming the settings to lower."""
+        try:
+            yield
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -153,9 +178,7 @@ class Stylizer:
                 f"lower --size (now {config.size}) or --n-crops (now {config.n_crops}); --clip-batch 8 also saves "
                 "memory") from None
 
-    def _stylize(self, content: ImageSource, guidance: Guidance, config: StyleConfig,
-                 callback: Callable[[StepInfo], None] | None, batched_crops: bool,
-                 should_stop: Callable[[], bool] | None) -> Result:
+    def _start(self, content: ImageSource, guidance: Guidance, config: StyleConfig, batched_crops: bool) -> "StyleRun":
         timings: dict[str, float] = {"load_s": round(self.load_seconds, 3)}
         started = time.perf_counter()
 
@@ -176,22 +199,16 @@ class Stylizer:
         generator = torch.Generator().manual_seed(config.seed)
         unet = seeded_unet(config.unet_width, config.seed).to(self.device)
         timings["prepare_s"] = round(time.perf_counter() - started, 3)
+        training = TrainingRun(unet, phases, step_kind=self.step_kind, device=self.device, generator=generator)
+        return StyleRun(self, run, unet, training)
 
-        loop_started = time.perf_counter()
-        try:
-            trained = train(unet, phases, step_kind=self.step_kind, device=self.device, generator=generator,
-                            callback=callback, should_stop=should_stop)
-        except NonFiniteStep as failure:  # the U-Net holds the last good weights, if there were any
-            result = self._finish(run, unet, failure.history[:failure.step - 1], failure.extra()) \
-                if failure.restored else None
-            raise failure.error(result) from None
-        extra = trained.extra
-        if config.coarse_steps:
-            extra["coarse_steps"] = config.coarse_steps
-        timings["train_s"] = round(time.perf_counter() - loop_started, 3)
-        timings["step_median_s"] = round(statistics.median(trained.step_seconds), 4) if trained.step_seconds else 0.0
-
-        return self._finish(run, unet, trained.history, extra)
+    def _stylize(self, content: ImageSource, guidance: Guidance, config: StyleConfig,
+                 callback: Callable[[StepInfo], None] | None, batched_crops: bool,
+                 should_stop: Callable[[], bool] | None) -> Result:
+        style_run = self._start(content, guidance, config, batched_crops)
+        style_run.training.warn_stacklevel = 5  # the rejection warning points at stylize, as before
+        style_run.advance(callback=callback, should_stop=should_stop)
+        return style_run.result(keep_training=False)
 
     def _finish(self, run: _Run, unet: StyleUNet, history: list[dict[str, float]], extra: dict[str, Any]) -> Result:
         """Render the trained U-Net on the photo at the output size (`unet.render.render`) and wrap everything in
@@ -219,6 +236,89 @@ class Stylizer:
             device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=run.train_hw,
             extra=extra, guidance=run.guidance, mask=out_mask, focus_map=focus_map,
         )
+
+
+class StyleRun:
+    """A stylization that trains in pieces (`Stylizer.start`): advance it, stop it, continue it, and take a
+    `Result` at any step while it can still go on.
+
+    Advancing S steps, stopping, then continuing K (`continue_for`) gives, bit for bit, the U-Net of
+    one run of S + K steps with the same settings and seed (`clipstyle_opt.training.loop.TrainingRun`).
+    """
+
+    def __init__(self, stylizer: Stylizer, run: _Run, unet: StyleUNet, training: TrainingRun) -> None:
+        self.stylizer, self._run, self.unet, self.training = stylizer, run, unet, training
+        self._train_seconds = 0.0
+
+    @property
+    def step(self) -> int:
+        """Steps done so far (a coarse phase's first)."""
+        return self.training.step
+
+    @property
+    def total_steps(self) -> int:
+        """Steps planned (``coarse_steps + steps``, as `continue_for` changes it)."""
+        return self.training.total_steps
+
+    @property
+    def finished(self) -> bool:
+        """Every planned step ran, or the early-stop rule ended the run."""
+        return self.training.finished
+
+    def advance(self, steps: int | None = None, *, callback: Callable[[StepInfo], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> None:
+        """Train ``steps`` more steps (None: to the planned end), or until ``should_stop`` returns True (asked
+        after every step, as `Stylizer.stylize` asks it). Raises what `Stylizer.stylize` raises: a NaN gives a
+        `NonFiniteLossError` carrying the last good `Result`, running out of memory an `OutOfMemoryError`."""
+        until = None if steps is None else self.training.step + steps
+        started = time.perf_counter()
+        try:
+            with self.stylizer._out_of_memory(self._run.config):
+                self.training.advance(until, callback=callback, should_stop=should_stop)
+        except NonFiniteStep as failure:  # the U-Net holds the last good weights, if there were any
+            result = self.stylizer._finish(self._run, self.unet, failure.history[:failure.step - 1],
+                                           failure.extra()) if failure.restored else None
+            raise failure.error(result) from None
+        finally:
+            self._train_seconds += time.perf_counter() - started
+
+    def continue_for(self, steps: int, *, callback: Callable[[StepInfo], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> None:
+        """"Continue N steps": plan ``steps`` (>= 1) more than those done (the result's ``steps`` setting
+        becomes their sum) and advance to there. Stopped at S, continued K: the run of S + K steps."""
+        if steps < 1:
+            raise ConfigError(f"continue for at least 1 step, got {steps}")
+        self.plan(self.training.step + steps)
+        self.advance(callback=callback, should_stop=should_stop)
+
+    def interrupt(self) -> None:
+        """Mark the run stopped between two steps (a stop asked for while no step ran), as ``should_stop`` marks
+        one stopped after a step: its result says "interrupted" until it is continued."""
+        if not self.finished:
+            self.training.trained.extra = {"status": "interrupted", "steps_done": self.training.step}
+
+    def plan(self, total: int) -> None:
+        """Plan ``total`` steps in all (at least those done), lengthening the final phase; the result's ``steps``
+        setting follows. `continue_for` is ``plan(step + K)`` then `advance`."""
+        try:
+            self.training.plan(total)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._run.config = self._run.config.replace(steps=self.training.phases[-1].config.steps)
+
+    def result(self, *, keep_training: bool = True) -> Result:
+        """The `Result` of the steps done so far (``extra["status"]`` is "interrupted" after a stop and
+        "paused" before the planned end). keep_training: render a copy of the U-Net, so this run can go on
+        (False hands over the run's own U-Net, as `Stylizer.stylize` does)."""
+        trained = self.training.trained
+        extra = dict(trained.extra)
+        timings = self._run.timings
+        if self._run.config.coarse_steps:
+            extra["coarse_steps"] = self._run.config.coarse_steps
+        timings["train_s"] = round(self._train_seconds, 3)
+        timings["step_median_s"] = round(statistics.median(trained.step_seconds), 4) if trained.step_seconds else 0.0
+        unet = copy.deepcopy(self.unet) if keep_training else self.unet
+        return self.stylizer._finish(self._run, unet, list(trained.history), extra)
 
 
 def _path_or_none(source: Any) -> Optional[str]:

@@ -24,7 +24,8 @@ def exit_code(signum: int) -> int:
 
 
 class GracefulStop:
-    """Context manager: while inside, SIGINT/SIGTERM request a stop instead of killing the run.
+    """Context manager: while inside, SIGINT/SIGTERM request a stop instead of killing the run;
+    `request` asks for the same stop from code (the studio's Stop button goes this way).
 
     ``signum`` is the first signal received (None if none). ``notice`` is
     called with one line when the first signal arrives. Outside the main
@@ -35,10 +36,16 @@ class GracefulStop:
         self.signum: Optional[int] = None
         self._notice = notice
         self._saved: dict[int, Any] = {}
+        self._asked = threading.Event()
 
     def requested(self) -> bool:
-        """True once a first signal has arrived."""
-        return self.signum is not None
+        """True once a first signal has arrived, or `request` was called."""
+        return self.signum is not None or self._asked.is_set()
+
+    def request(self) -> None:
+        """Ask for a stop after the current step without a signal (a Stop button, a closed page): the run
+        then ends exactly as after a first Ctrl-C. Safe to call from any thread."""
+        self._asked.set()
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.signum is not None:  # the second signal: stop now

@@ -8,6 +8,7 @@ from .correlate import correlate_command
 from .evaluate import eval_command
 from .models import models_command
 from .report import report_command
+from .serve import serve_command
 from .study import study_command
 from .stylize import stylize_command
 from .sweep import sweep_command
@@ -33,6 +34,7 @@ cli.add_command(eval_command)
 cli.add_command(report_command)
 cli.add_command(sweep_command)
 cli.add_command(correlate_command)
+cli.add_command(serve_command)
 cli.add_command(study_command)
 
 

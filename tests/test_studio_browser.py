@@ -1,0 +1,112 @@
+"""The studio in headless Chromium (Selenium, as tests/test_report.py drives it): upload a photo, type a prompt,
+press Stylize, see a preview and then the final image, move the strength slider and see the image change."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from clipstyle_opt.imageio import load_image, resize, to_pil
+from studio_server import ROOT, running_studio
+
+pytest.importorskip("gradio")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--window-size=1400,1500")
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(f"the studio's browser test needs {' and '.join(missing)}: apt-get install -y chromium "
+                    "chromium-driver", pytrace=False)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    old_offline = os.environ.get("SE_OFFLINE")
+    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never download anything
+    options = webdriver.ChromeOptions()
+    for arg in CHROME_ARGS:
+        options.add_argument(arg)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        if old_offline is None:
+            os.environ.pop("SE_OFFLINE", None)
+        else:
+            os.environ["SE_OFFLINE"] = old_offline
+
+
+def wait_for(condition, timeout: float = 300.0, what: str = "", poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fill(driver, selector: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element(By.CSS_SELECTOR, selector)
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(text)
+    box.send_keys(Keys.TAB)
+
+
+def test_upload_prompt_stylize_watch_and_blend(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    photo = tmp_path / "small.png"
+    to_pil(resize(load_image(ROOT / "examples" / "astronaut.png"), (48, 64))).save(photo)
+    with running_studio(tmp_path / "out", preview_every=0) as (_, url):
+        browser.get(url)
+        upload = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"), 120,
+                          "the photo input")
+        upload[0].send_keys(str(photo))
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#photo img"), 60, "the uploaded photo")
+        fill(browser, "#prompt1 textarea", "red stripes")
+        fill(browser, "#setting-steps input", "5")
+        fill(browser, "#setting-size input[type=number]", "64")
+
+        def shown() -> str | None:
+            images = browser.find_elements(By.CSS_SELECTOR, "#shown img")
+            return images[0].get_attribute("src") if images else None
+
+        def status() -> str:
+            return browser.find_element(By.CSS_SELECTOR, "#status").text
+
+        browser.find_element(By.CSS_SELECTOR, "#stylize").click()
+        seen: list[tuple[str, str]] = []
+
+        def finished() -> bool:
+            text, src = status(), shown()
+            if src and (not seen or seen[-1][1] != src):
+                seen.append((text, src))
+            return "done" in text
+
+        wait_for(finished, 600, "the final image")
+        final = shown()
+        previews = [src for text, src in seen if "done" not in text and src != final]
+        assert previews, f"no preview before the final image: {seen}"
+        assert final and "step 5 / 5" in status()
+
+        slider = browser.find_element(By.CSS_SELECTOR, "#strength input[type=range]")
+        ActionChains(browser).move_to_element_with_offset(slider, -slider.size["width"] // 4, 0).click().perform()
+        wait_for(lambda: shown() not in (None, final), 120, "the blended image")
+        browser.save_screenshot(str(tmp_path / "studio.png"))
+        assert (tmp_path / "studio.png").stat().st_size > 10_000

@@ -190,7 +190,7 @@ def test_command_modules_import_common_never_the_group():
         found = imports_of(path)
         assert not any(name == "clipstyle_opt.cli" or name.startswith(("clipstyle_opt.cli.main", "clipstyle_opt.cli.cli"))
                        for name in found), path.name
-    assert set(cli.commands) == {"stylize", "apply", "models", "eval", "report", "sweep", "correlate", "study"}
+    assert set(cli.commands) == {"stylize", "apply", "models", "eval", "report", "sweep", "correlate", "study", "serve"}
 
 
 def test_the_settings_docstring_example_runs_and_the_class_docstring_lists_every_setting():

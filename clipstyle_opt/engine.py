@@ -105,7 +105,8 @@ class Stylizer:
     def stylize(self, content: ImageSource, prompt: PromptSpec | Guidance, *,
                 style_image: ImageSource | Sequence[ImageSource] | None = None,
                 callback: Callable[[StepInfo], None] | None = None, batched_crops: bool = True,
-                should_stop: Callable[[], bool] | None = None, **options: Any) -> Result:
+                should_stop: Callable[[], bool] | None = None, keyframes: Sequence[ImageSource] = (),
+                **options: Any) -> Result:
         """Train a U-Net so that ``content`` takes on ``prompt``; return the stylized image.
 
         prompt: a text; several texts (equal weights, or ``weights``); (text, weight) pairs; or a
@@ -129,6 +130,11 @@ class Stylizer:
             result so far is returned, with ``extra["status"] == "interrupted"`` and
             ``extra["steps_done"]``.
 
+        keyframes: more frames of the same video (the size of ``content``), trained into the same U-Net
+            with ``content`` (`clipstyle_opt.training.keyframes`): each step's crops are split over the frames,
+            each frame keeps its own content loss. The result renders ``content``. Not with a mask, regions or
+            focus; needs ``n_crops`` >= the number of frames. See `clipstyle_opt.video` for whole videos.
+
         With ``early_stop`` set, a run whose smoothed patch loss stopped improving ends
         early (`clipstyle_opt.training.stopping`), with ``extra["early_stopped"]`` and ``extra["steps_done"]``.
 
@@ -144,7 +150,7 @@ class Stylizer:
         check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
         check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
         try:
-            return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
+            return self._stylize(content, guidance, config, callback, batched_crops, should_stop, keyframes)
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -155,7 +161,7 @@ class Stylizer:
 
     def _stylize(self, content: ImageSource, guidance: Guidance, config: StyleConfig,
                  callback: Callable[[StepInfo], None] | None, batched_crops: bool,
-                 should_stop: Callable[[], bool] | None) -> Result:
+                 should_stop: Callable[[], bool] | None, keyframes: Sequence[ImageSource] = ()) -> Result:
         timings: dict[str, float] = {"load_s": round(self.load_seconds, 3)}
         started = time.perf_counter()
 
@@ -164,10 +170,15 @@ class Stylizer:
         train_hw = training_hw(height, width, config)
         output_hw(height, width, config)  # an output over the pixel limit is refused before training
         batched = batched_crops and self.step_kind != "reference"
-        phases = [build_phase(config, content_full, guidance, self.encoders, self.vgg, self.device, batched)]
-        if config.coarse_steps:
-            phases.insert(0, build_phase(coarse_config(config), content_full, guidance, self.encoders, self.vgg,
-                                         self.device, batched))
+        if keyframes:
+            frames = [content_full] + _keyframes(keyframes, content_full, guidance, config, batched)
+            phase_configs = ([coarse_config(config)] if config.coarse_steps else []) + [config]
+            phases = [_keyframe_phase(c, frames, guidance, self.encoders, self.vgg, self.device) for c in phase_configs]
+        else:
+            phases = [build_phase(config, content_full, guidance, self.encoders, self.vgg, self.device, batched)]
+            if config.coarse_steps:
+                phases.insert(0, build_phase(coarse_config(config), content_full, guidance, self.encoders, self.vgg,
+                                             self.device, batched))
         final_phase = phases[-1]
 
         first_style = guidance.images[0].source if guidance.images else None
@@ -219,6 +230,33 @@ class Stylizer:
             device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=run.train_hw,
             extra=extra, guidance=run.guidance, mask=out_mask, focus_map=focus_map,
         )
+
+
+def _keyframes(sources: Sequence[ImageSource], first: torch.Tensor, guidance: Guidance, config: StyleConfig,
+               batched: bool) -> list[torch.Tensor]:
+    """The extra keyframes as (1, 3, H, W) tensors, checked against the first and the settings."""
+    if guidance.mask is not None or guidance.regions or guidance.focus is not None:
+        raise ConfigError("keyframes (a video) cannot take a mask, regions or focus")
+    if not batched:
+        raise ConfigError("keyframes (a video) need batched crops; the reference step kind trains one photo")
+    if config.n_crops < len(sources) + 1:
+        raise ConfigError(f"{len(sources) + 1} keyframes need at least as many crops; raise --n-crops "
+                          f"(now {config.n_crops}) or lower --keyframes")
+    frames = [load_image(source, f"keyframe {index + 2}") for index, source in enumerate(sources)]
+    for index, frame in enumerate(frames):
+        if frame.shape[-2:] != first.shape[-2:]:
+            raise ConfigError(f"keyframe {index + 2} is {tuple(frame.shape[-2:])} px, the first "
+                              f"{tuple(first.shape[-2:])}: keyframes are frames of one video")
+    return frames
+
+
+def _keyframe_phase(config: StyleConfig, frames: Sequence[torch.Tensor], guidance: Guidance,
+                    encoders: list[tuple[ImageTextEncoder, float]], vgg: VGGFeatures, device: torch.device) -> Any:
+    """One phase over every keyframe: the first frame's phase, holding each frame's (photo, objective)."""
+    from dataclasses import replace
+
+    built = [build_phase(config, frame, guidance, encoders, vgg, device, True) for frame in frames]
+    return replace(built[0], keyframes=tuple((phase.content, phase.objective) for phase in built))
 
 
 def _path_or_none(source: Any) -> Optional[str]:

@@ -10,6 +10,8 @@ from torch import nn
 
 from ..result import StepInfo
 from .guards import REJECTION_CHECK_STEPS, KeptWeights, NonFiniteStep, non_finite_term, warn_if_rejection_is_total
+from ..config import clip_batch_for
+from .keyframes import KeyframeStep
 from .phases import Phase, draw_crops
 from .steps import make_step, resolve_kind, step_lr
 from .stopping import EarlyStop
@@ -44,7 +46,9 @@ def train(unet: nn.Module, phases: Sequence[Phase], *, step_kind: str, device: t
         pconfig = phase.config
         kind = resolve_kind(step_kind, pconfig, device, phase.objective)
         # a fresh optimizer per phase: the coarse phase's moments are for other activations' scale
-        trainer = make_step(kind, unet, phase.objective, phase.content, pconfig, device, kept)
+        trainer = make_step(kind, unet, phase.objective, phase.content, pconfig, device, kept) \
+            if not phase.keyframes else KeyframeStep(unet, phase.keyframes, pconfig.lr, device, kept,
+                                                     clip_batch_for(pconfig, device.type))
         stopper = EarlyStop(pconfig.early_stop, pconfig.early_stop_delta) if pconfig.early_stop else None
         watched = "patch" if pconfig.lambda_patch > 0 else "total"
         for phase_step in range(1, pconfig.steps + 1):

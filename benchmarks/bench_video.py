@@ -137,7 +137,7 @@ def run_clip(name: str, clip: Path, args: argparse.Namespace, evaluator: Any, st
     return rows
 
 
-def figure(shown: dict[str, list[np.ndarray]], indices: list[int], path: Path, cell: int = 200) -> None:
+def figure(shown: dict[str, list[np.ndarray]], indices: list[int], path: Path, cell: int = 128) -> None:
     """One row per frame index, one column per mode (input first), each cell ``cell`` px wide."""
     from PIL import Image
 

@@ -5,7 +5,7 @@ CLIP weights here), then every frame is rendered three ways (`clipstyle_opt.unet
 
 - ``per-frame``: each frame its own InstanceNorm statistics (as `clipstyle apply`, as CLIPstyler's video script);
 - ``frozen``: each shot's keyframe statistics;
-- ``frozen+blend``: frozen, plus the flow-warped previous output mixed in with weight ``--blend``.
+- ``frozen+blend W``: frozen, plus the flow-warped previous output mixed in with weight W (``--blend``).
 
 Reported per mode: the flow-warped temporal error (Lai et al. 2018, `clipstyle_opt.evaluate.video`,
 [0, 1] values) of the output and, once, of the input (the floor) and their ratio; the mean patch CLIP
@@ -108,8 +108,9 @@ def run_clip(name: str, clip: Path, args: argparse.Namespace, evaluator: Any, st
     stats_s = time.perf_counter()
     stats = shot_statistics(result.unet, shots, frames, out_hw, result.config.size)
     stats_s = time.perf_counter() - stats_s
-    for mode, shot_stats, blend in (("per-frame", None, 0.0), ("frozen", stats, 0.0),
-                                    ("frozen+blend", stats, args.blend)):
+    modes = [("per-frame", None, 0.0), ("frozen", stats, 0.0)]
+    modes += [(f"frozen+blend {blend:g}", stats, blend) for blend in args.blend]
+    for mode, shot_stats, blend in modes:
         renderer = FrameRenderer(result.unet, out_hw, result.config.size, shots, shot_stats, blend=blend)
         started = time.perf_counter()
         outputs = [renderer(frame) for frame in inputs]
@@ -167,7 +168,8 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=256, help="Training long side in px.")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--keyframes", type=int, default=4)
-    parser.add_argument("--blend", type=float, default=0.5)
+    parser.add_argument("--blend", type=lambda text: [float(x) for x in text.split(",")], default=[0.5],
+                        help="Blending weight(s), comma-separated: one frozen+blend row each.")
     parser.add_argument("--frames", type=int, default=48, help="Frames of the real clip.")
     parser.add_argument("--every", type=int, default=4, help="Patch CLIP and LPIPS on every N-th frame.")
     parser.add_argument("--prompt", default="red stripes")

@@ -11,20 +11,22 @@ import click
 from ..config import StyleConfig
 from ..errors import ClipstyleError, ConfigError
 from ..objective.guidance import Guidance
+from ..unet.shots import CUT_THRESHOLD
+from ..video import DEFAULT_BLEND, DEFAULT_CONSISTENCY, DEFAULT_KEYFRAMES
 from .common import names_directory, slug
 
 VIDEO_OPTIONS = (
     click.option("--keyframes", type=click.IntRange(min=1), default=None,
-                 help="Video: frames the U-Net trains on, spread over the shots [default: 4]."),
+                 help=f"Video: frames the U-Net trains on, spread over the shots [default: {DEFAULT_KEYFRAMES}]."),
     click.option("--consistency", type=click.Choice(["frozen", "per-frame"]), default=None,
                  help="Video: normalize every frame with its shot's keyframe statistics (frozen) or with its own "
-                      "(per-frame, as `apply`) [default: frozen]."),
+                      f"(per-frame, as `apply`) [default: {DEFAULT_CONSISTENCY}]."),
     click.option("--blend", type=click.FloatRange(0, 1, max_open=True), default=None,
                  help="Video: weight (0..1) of the previous output, warped by the input's optical flow, mixed into "
-                      "each frame where the flow is trusted; steadier, softer [default: 0, off]."),
+                      f"each frame where the flow is trusted; 0 turns it off [default: {DEFAULT_BLEND:g}]."),
     click.option("--shot-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
                  help="Video: colour-histogram distance (0..1) between consecutive frames that counts as a cut "
-                      "[default: 0.3]."),
+                      f"[default: {CUT_THRESHOLD:g}]."),
 )
 """The options only a video takes; `video_options` adds them to a command."""
 
@@ -104,12 +106,10 @@ def run_video(content: str, guidance: Guidance, config: StyleConfig, output: str
     if save_unet:
         done.result.save_unet(unet_path, overwrite=overwrite)
     if not quiet:
-        height, width = done.result.config.size, 0
         click.echo(f"wrote {done.output} ({done.frames} frames, {len(done.shots)} shot(s), keyframes "
                    f"{', '.join(str(k) for k in done.keyframes)}) in {time.perf_counter() - started:.1f} s; "
                    f"rendering {done.timings['render_fps']:.2f} frames/s"
                    + (f"; U-Net {unet_path}" if save_unet else ""), err=True)
-        del height, width
 
 
 __all__ = ["VIDEO_OPTIONS", "run_video", "video_options", "video_target"]

@@ -13,7 +13,7 @@ once per frame, in order. Three modes, measured against each other by ``benchmar
   check), and not across a cut. Recursive: the previous output is itself blended.
 
 # deviation: not in CLIPstyler. The blending is the simple recursive scheme of flow-guided video
-# filters, not a learned one (Lai et al.); it trades sharpness for stability, hence off by default.
+# filters, not a learned one (Lai et al.). Its default weight is measured in docs/guides/video.md.
 """
 from __future__ import annotations
 

@@ -8,7 +8,9 @@ CLIP weights here), then every frame is rendered three ways (`clipstyle_opt.unet
 - ``frozen+blend W``: frozen, plus the flow-warped previous output mixed in with weight W (``--blend``).
 
 Reported per mode: the flow-warped temporal error (Lai et al. 2018, `clipstyle_opt.evaluate.video`,
-[0, 1] values) of the output and, once, of the input (the floor) and their ratio; the mean patch CLIP
+[0, 1] values) of the output and, once, of the input (the floor) and their ratio; the same ratio with
+Farneback flow instead of DIS (``ratio_farneback``: the blending uses DIS flow and the DIS occlusion
+mask, so the DIS-based error partly measures the blend against itself); the mean patch CLIP
 score of the frames; LPIPS-VGG of each frame to its input frame; and rendering frames per second
 (renderer only: decoding, flow for blending and the U-Net; not the metrics, not the encoding).
 
@@ -87,6 +89,7 @@ def run_clip(name: str, clip: Path, args: argparse.Namespace, evaluator: Any, st
     from clipstyle_opt.evaluate.video import frame_scores, warp_error
     from clipstyle_opt.sizing import output_hw
     from clipstyle_opt.unet.render import resize_rgb8
+    from clipstyle_opt.unet.flow import farneback_flow
     from clipstyle_opt.unet.shots import pick_keyframes
     from clipstyle_opt.unet.temporal import FrameRenderer
     from clipstyle_opt.unet.video import frames_rgb, probe
@@ -103,6 +106,7 @@ def run_clip(name: str, clip: Path, args: argparse.Namespace, evaluator: Any, st
     inputs = list(frames_rgb(clip))
     resized = [resize_rgb8(frame, out_hw) for frame in inputs]
     floor = warp_error(resized)
+    floor_fb = warp_error(resized, flow=farneback_flow)
     rows: list[dict] = []
     shown: dict[str, list[np.ndarray]] = {"input": resized}
     stats_s = time.perf_counter()
@@ -116,10 +120,12 @@ def run_clip(name: str, clip: Path, args: argparse.Namespace, evaluator: Any, st
         outputs = [renderer(frame) for frame in inputs]
         seconds = time.perf_counter() - started + (stats_s if shot_stats is not None else 0.0)
         error = warp_error(outputs, resized)
+        error_fb = warp_error(outputs, resized, flow=farneback_flow)  # a flow the blending did not use
         scores = frame_scores(evaluator, outputs, resized, args.prompt, "a Photo", every=args.every)
         rows.append({"clip": name, "mode": mode, "frames": len(outputs), "shots": len(shots),
                      "size": f"{out_hw[1]}x{out_hw[0]}", "warp_error": round(error, 5),
                      "warp_error_input": round(floor, 5), "ratio": round(error / floor, 3) if floor else None,
+                     "ratio_farneback": round(error_fb / floor_fb, 3) if floor_fb else None,
                      "patch_clip": round(scores["patch_clip_score"], 4), "lpips_vgg": round(scores["lpips_vgg"], 4),
                      "fps": round(len(outputs) / seconds, 3), "train_s": round(train_s, 1)})
         print(json.dumps(rows[-1]), flush=True)
@@ -155,7 +161,7 @@ def figure(shown: dict[str, list[np.ndarray]], indices: list[int], path: Path, c
 
 
 def table(rows: list[dict]) -> str:
-    head = ["clip", "mode", "frames", "size", "warp_error", "warp_error_input", "ratio", "patch_clip",
+    head = ["clip", "mode", "frames", "size", "warp_error", "warp_error_input", "ratio", "ratio_farneback", "patch_clip",
             "lpips_vgg", "fps"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(row[k]) for k in head) + " |" for row in rows]

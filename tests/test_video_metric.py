@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from clipstyle_opt.evaluate.video import pair_error, warp_error, warped_errors
-from clipstyle_opt.unet.flow import dis_flow, occlusion_mask, warp_back
+from clipstyle_opt.unet.flow import dis_flow, farneback_flow, occlusion_mask, warp_back
 
 pytest.importorskip("cv2")
 
@@ -56,15 +56,18 @@ def test_the_error_of_a_shifted_clip_matches_the_hand_computed_value():
     assert valid[:, :WIDTH - SHIFT].all() and not valid[:, WIDTH - SHIFT:].any()
 
 
-def test_dis_flow_recovers_an_integer_pan():
+# Not float tolerances: how closely each estimator resolves a 3 px pan of a 64 x 48 texture (Farneback's
+# 15 px window sees little of so small a frame). Each is far from the 3 px an estimator that failed would miss.
+@pytest.mark.parametrize("flow, within", [(dis_flow, 0.1), (farneback_flow, 0.3)])
+def test_the_flows_recover_an_integer_pan(flow, within):
     inputs = panned(2)
-    backward = dis_flow(inputs[1], inputs[0])
+    backward = flow(inputs[1], inputs[0])
     inner = backward[8:-8, 8:-8 - SHIFT]
-    assert np.median(inner[..., 0]) == pytest.approx(SHIFT, abs=0.1)
-    assert np.median(np.abs(inner[..., 1])) < 0.1
-    # with DIS flow the pan's own warped error is far below the error of not warping at all (the floor)
+    assert np.median(inner[..., 0]) == pytest.approx(SHIFT, abs=within)
+    assert np.median(np.abs(inner[..., 1])) < within
+    # warped with the estimated flow, the pan's own error is well below the error of not warping at all
     unwarped = float(np.abs(inputs[1].astype(np.float32) - inputs[0]).mean() / 255)
-    assert warp_error(inputs) < 0.1 * unwarped
+    assert warp_error(inputs, flow=flow) < 0.5 * unwarped
 
 
 def test_pair_error_warps_the_previous_frame_backwards():

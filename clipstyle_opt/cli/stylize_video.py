@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..config import StyleConfig
-from ..errors import ClipstyleError, ConfigError
+from ..errors import ConfigError
 from ..objective.guidance import Guidance
 from ..unet.shots import CUT_THRESHOLD
 from ..video import DEFAULT_BLEND, DEFAULT_CONSISTENCY, DEFAULT_KEYFRAMES

@@ -18,6 +18,7 @@ out the style shows as a lower patch score and a lower LPIPS.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
@@ -63,7 +64,7 @@ def warped_errors(frames: Iterable[np.ndarray], reference: Optional[Iterable[np.
             prev_frame, prev_ref = previous
             backward, forward = flow(ref, prev_ref), flow(prev_ref, ref)
             error = pair_error(prev_frame, frame, backward, occlusion_mask(backward, forward))
-            if error == error:  # not NaN
+            if not math.isnan(error):
                 errors.append(error)
         previous = (frame, ref)
     return errors

@@ -47,6 +47,15 @@ def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return dis.calc(_gray(a), _gray(b), None)
 
 
+def farneback_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Farneback optical flow (OpenCV, 3 levels, 15 px window) from frame ``a`` to frame ``b``; H x W x 2 px.
+
+    A second, independent flow: a metric computed with it does not share the errors of the DIS flow
+    the blending used (`benchmarks/bench_video.py` reports both)."""
+    cv2 = import_cv2()
+    return cv2.calcOpticalFlowFarneback(_gray(a), _gray(b), None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
 def warp_back(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Backward warp: ``out[y, x] = image[y + flow[y, x, 1], x + flow[y, x, 0]]`` (bilinear, float32).
 
@@ -80,4 +89,4 @@ def occlusion_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return inside & (round_trip <= bound)
 
 
-__all__ = ["FlowFn", "dis_flow", "import_cv2", "occlusion_mask", "warp_back"]
+__all__ = ["FlowFn", "dis_flow", "farneback_flow", "import_cv2", "occlusion_mask", "warp_back"]

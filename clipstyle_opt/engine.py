@@ -1,18 +1,22 @@
 """`Stylizer`: loads the encoders once, trains one U-Net per call, returns a `Result`."""
 from __future__ import annotations
 
-import copy
-import statistics
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
 
 import torch
 
 from .config import ENCODER_KEYS, StyleConfig
-from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
+from .devices import (
+    is_out_of_memory,
+    precision_name,
+    resolve_device,
+    resolve_precision,
+    reuse_freed_cpu_memory,
+)
 from .encoders.base import ImageTextEncoder
 from .encoders.prompts import check_prompts, check_text
 from .encoders.registry import encoder_list, ensemble, load_encoder
@@ -23,35 +27,17 @@ from .objective.guidance import GUIDANCE_KEYWORDS, Guidance, PromptSpec, make_gu
 from .objective.masks import composite, resize_mask
 from .result import Result, StepInfo
 from .sizing import output_hw, training_hw
-from .training.guards import NonFiniteStep
+from .style_run import RunSetup, StyleRun
+from .training.keyframes import keyframe_phase, load_keyframes
 from .training.loop import TrainingRun
 from .training.phases import build_phase, coarse_config
 from .training.steps import STEP_KINDS, StepKind
 from .unet.model import StyleUNet, seeded_unet
 from .unet.render import render
 
-
 UNTILED_PIXELS = 2048 * 2048
 """`Stylizer` applies its U-Net to outputs up to this many pixels in one piece (as before outputs had no
 tiling); larger ones tile by tile (`clipstyle_opt.unet.tiling`)."""
-
-
-@dataclass
-class _Run:
-    """What one `Stylizer.stylize` call fixes before its loop: enough to turn any U-Net into a `Result`."""
-
-    content: ImageSource
-    style_image: ImageSource | None
-    prompt: str
-    config: StyleConfig
-    content_full: torch.Tensor
-    train_hw: tuple[int, int]
-    timings: dict[str, float]
-    started: float
-    guidance: Guidance | None = None
-    mask: torch.Tensor | None = None
-    """(1, 1, h, w) soft mask at the training size (None: the whole image)."""
-    focus_map: torch.Tensor | None = None
 
 
 class Stylizer:
@@ -107,7 +93,8 @@ class Stylizer:
     def stylize(self, content: ImageSource, prompt: PromptSpec | Guidance, *,
                 style_image: ImageSource | Sequence[ImageSource] | None = None,
                 callback: Callable[[StepInfo], None] | None = None, batched_crops: bool = True,
-                should_stop: Callable[[], bool] | None = None, **options: Any) -> Result:
+                should_stop: Callable[[], bool] | None = None, keyframes: Sequence[ImageSource] = (),
+                **options: Any) -> Result:
         """Train a U-Net so that ``content`` takes on ``prompt``; return the stylized image.
 
         prompt: a text; several texts (equal weights, or ``weights``); (text, weight) pairs; or a
@@ -131,6 +118,11 @@ class Stylizer:
             result so far is returned, with ``extra["status"] == "interrupted"`` and
             ``extra["steps_done"]``.
 
+        keyframes: more frames of the same video (the size of ``content``), trained into the same U-Net
+            with ``content`` (`clipstyle_opt.training.keyframes`): each step's crops are split over the frames,
+            each frame keeps its own content loss. The result renders ``content``. Not with a mask, regions or
+            focus; needs ``n_crops`` >= the number of frames. See `clipstyle_opt.video` for whole videos.
+
         With ``early_stop`` set, a run whose smoothed patch loss stopped improving ends
         early (`clipstyle_opt.training.stopping`), with ``extra["early_stopped"]`` and ``extra["steps_done"]``.
 
@@ -146,11 +138,11 @@ class Stylizer:
         check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
         check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
         with self._out_of_memory(config):
-            return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
+            return self._stylize(content, guidance, config, callback, batched_crops, should_stop, keyframes)
 
     def start(self, content: ImageSource, prompt: PromptSpec | Guidance, *,
               style_image: ImageSource | Sequence[ImageSource] | None = None, batched_crops: bool = True,
-              **options: Any) -> "StyleRun":
+              **options: Any) -> StyleRun:
         """Prepare a run as `stylize` does (same arguments, same checks) without training: a `StyleRun` to
         advance a few steps at a time, stop, lengthen and turn into a `Result` at any step.
 
@@ -178,7 +170,8 @@ class Stylizer:
                 f"lower --size (now {config.size}) or --n-crops (now {config.n_crops}); --clip-batch 8 also saves "
                 "memory") from None
 
-    def _start(self, content: ImageSource, guidance: Guidance, config: StyleConfig, batched_crops: bool) -> "StyleRun":
+    def _start(self, content: ImageSource, guidance: Guidance, config: StyleConfig, batched_crops: bool,
+               keyframes: Sequence[ImageSource] = ()) -> StyleRun:
         timings: dict[str, float] = {"load_s": round(self.load_seconds, 3)}
         started = time.perf_counter()
 
@@ -187,14 +180,19 @@ class Stylizer:
         train_hw = training_hw(height, width, config)
         output_hw(height, width, config)  # an output over the pixel limit is refused before training
         batched = batched_crops and self.step_kind != "reference"
-        phases = [build_phase(config, content_full, guidance, self.encoders, self.vgg, self.device, batched)]
-        if config.coarse_steps:
-            phases.insert(0, build_phase(coarse_config(config), content_full, guidance, self.encoders, self.vgg,
-                                         self.device, batched))
+        if keyframes:
+            frames = [content_full] + load_keyframes(keyframes, content_full, guidance, config, batched)
+            phase_configs = ([coarse_config(config)] if config.coarse_steps else []) + [config]
+            phases = [keyframe_phase(c, frames, guidance, self.encoders, self.vgg, self.device) for c in phase_configs]
+        else:
+            phases = [build_phase(config, content_full, guidance, self.encoders, self.vgg, self.device, batched)]
+            if config.coarse_steps:
+                phases.insert(0, build_phase(coarse_config(config), content_full, guidance, self.encoders, self.vgg,
+                                             self.device, batched))
         final_phase = phases[-1]
 
         first_style = guidance.images[0].source if guidance.images else None
-        run = _Run(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
+        run = RunSetup(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
                    guidance, final_phase.mask, final_phase.relevance)
         generator = torch.Generator().manual_seed(config.seed)
         unet = seeded_unet(config.unet_width, config.seed).to(self.device)
@@ -204,13 +202,13 @@ class Stylizer:
 
     def _stylize(self, content: ImageSource, guidance: Guidance, config: StyleConfig,
                  callback: Callable[[StepInfo], None] | None, batched_crops: bool,
-                 should_stop: Callable[[], bool] | None) -> Result:
-        style_run = self._start(content, guidance, config, batched_crops)
+                 should_stop: Callable[[], bool] | None, keyframes: Sequence[ImageSource] = ()) -> Result:
+        style_run = self._start(content, guidance, config, batched_crops, keyframes)
         style_run.training.warn_stacklevel = 5  # the rejection warning points at stylize, as before
         style_run.advance(callback=callback, should_stop=should_stop)
         return style_run.result(keep_training=False)
 
-    def _finish(self, run: _Run, unet: StyleUNet, history: list[dict[str, float]], extra: dict[str, Any]) -> Result:
+    def _finish(self, run: RunSetup, unet: StyleUNet, history: list[dict[str, float]], extra: dict[str, Any]) -> Result:
         """Render the trained U-Net on the photo at the output size (`unet.render.render`) and wrap everything in
         a `Result`."""
         apply_started = time.perf_counter()
@@ -238,90 +236,7 @@ class Stylizer:
         )
 
 
-class StyleRun:
-    """A stylization that trains in pieces (`Stylizer.start`): advance it, stop it, continue it, and take a
-    `Result` at any step while it can still go on.
-
-    Advancing S steps, stopping, then continuing K (`continue_for`) gives, bit for bit, the U-Net of
-    one run of S + K steps with the same settings and seed (`clipstyle_opt.training.loop.TrainingRun`).
-    """
-
-    def __init__(self, stylizer: Stylizer, run: _Run, unet: StyleUNet, training: TrainingRun) -> None:
-        self.stylizer, self._run, self.unet, self.training = stylizer, run, unet, training
-        self._train_seconds = 0.0
-
-    @property
-    def step(self) -> int:
-        """Steps done so far (a coarse phase's first)."""
-        return self.training.step
-
-    @property
-    def total_steps(self) -> int:
-        """Steps planned (``coarse_steps + steps``, as `continue_for` changes it)."""
-        return self.training.total_steps
-
-    @property
-    def finished(self) -> bool:
-        """Every planned step ran, or the early-stop rule ended the run."""
-        return self.training.finished
-
-    def advance(self, steps: int | None = None, *, callback: Callable[[StepInfo], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> None:
-        """Train ``steps`` more steps (None: to the planned end), or until ``should_stop`` returns True (asked
-        after every step, as `Stylizer.stylize` asks it). Raises what `Stylizer.stylize` raises: a NaN gives a
-        `NonFiniteLossError` carrying the last good `Result`, running out of memory an `OutOfMemoryError`."""
-        until = None if steps is None else self.training.step + steps
-        started = time.perf_counter()
-        try:
-            with self.stylizer._out_of_memory(self._run.config):
-                self.training.advance(until, callback=callback, should_stop=should_stop)
-        except NonFiniteStep as failure:  # the U-Net holds the last good weights, if there were any
-            result = self.stylizer._finish(self._run, self.unet, failure.history[:failure.step - 1],
-                                           failure.extra()) if failure.restored else None
-            raise failure.error(result) from None
-        finally:
-            self._train_seconds += time.perf_counter() - started
-
-    def continue_for(self, steps: int, *, callback: Callable[[StepInfo], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> None:
-        """"Continue N steps": plan ``steps`` (>= 1) more than those done (the result's ``steps`` setting
-        becomes their sum) and advance to there. Stopped at S, continued K: the run of S + K steps."""
-        if steps < 1:
-            raise ConfigError(f"continue for at least 1 step, got {steps}")
-        self.plan(self.training.step + steps)
-        self.advance(callback=callback, should_stop=should_stop)
-
-    def interrupt(self) -> None:
-        """Mark the run stopped between two steps (a stop asked for while no step ran), as ``should_stop`` marks
-        one stopped after a step: its result says "interrupted" until it is continued."""
-        if not self.finished:
-            self.training.trained.extra = {"status": "interrupted", "steps_done": self.training.step}
-
-    def plan(self, total: int) -> None:
-        """Plan ``total`` steps in all (at least those done), lengthening the final phase; the result's ``steps``
-        setting follows. `continue_for` is ``plan(step + K)`` then `advance`."""
-        try:
-            self.training.plan(total)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        self._run.config = self._run.config.replace(steps=self.training.phases[-1].config.steps)
-
-    def result(self, *, keep_training: bool = True) -> Result:
-        """The `Result` of the steps done so far (``extra["status"]`` is "interrupted" after a stop and
-        "paused" before the planned end). keep_training: render a copy of the U-Net, so this run can go on
-        (False hands over the run's own U-Net, as `Stylizer.stylize` does)."""
-        trained = self.training.trained
-        extra = dict(trained.extra)
-        timings = self._run.timings
-        if self._run.config.coarse_steps:
-            extra["coarse_steps"] = self._run.config.coarse_steps
-        timings["train_s"] = round(self._train_seconds, 3)
-        timings["step_median_s"] = round(statistics.median(trained.step_seconds), 4) if trained.step_seconds else 0.0
-        unet = copy.deepcopy(self.unet) if keep_training else self.unet
-        return self.stylizer._finish(self._run, unet, list(trained.history), extra)
-
-
-def _path_or_none(source: Any) -> Optional[str]:
+def _path_or_none(source: Any) -> str | None:
     if isinstance(source, (str, Path)):
         return str(source)
     return None

@@ -12,6 +12,8 @@ from ..config import PRESETS, preset_summary
 from ..errors import ClipstyleError, ConfigError, NonFiniteLossError
 from ..imageio import check_output_file, check_writable
 from ..interrupts import exit_code
+from ..unet.video import is_video
+from .stylize_video import run_video, video_options
 from .common import (build_config, config_options, given_on_command_line, handle_errors, name_the_flag,
                      names_directory, resolve_output)
 
@@ -57,13 +59,19 @@ _PRESET_HELP = ("Named settings under the flags. " + "; ".join(f"{name}: {preset
               help="Also write the training-size output every N steps into <output>_steps/.")
 @click.option("--save-unet", is_flag=True, help="Also save the trained U-Net as <output>.unet.pt (see `clipstyle apply`).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@video_options
 @handle_errors
 def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights: str | None,
                     style_image: tuple[str, ...], style_weights: str | None, mask: str | None,
                     regions: tuple[tuple[str, str], ...], focus: str | None, focus_threshold: float | None,
                     focus_invert: bool, preset: str, config_file: str | None, overwrite: bool,
-                    save_every: int | None, save_unet: bool, quiet: bool, **flag_values: Any) -> None:
+                    save_every: int | None, save_unet: bool, quiet: bool, keyframes: int | None,
+                    consistency: str | None, blend: float | None, shot_threshold: float | None,
+                    **flag_values: Any) -> None:
     """Stylize the photo CONTENT so that it matches the text PROMPTS (one or several; see --weights).
+
+    A video CONTENT (.mp4, .mov, .mkv, .webm, .avi) trains one U-Net on --keyframes frames spread over
+    its shots and renders every frame into -o (a video file; audio, timestamps and frame rate kept).
 
     Ctrl-C (or SIGTERM) stops after the current step and saves the result so
     far, marked "interrupted" in its sidecar (exit 130/143); a second Ctrl-C
@@ -100,6 +108,15 @@ def stylize_command(content: str, prompts: tuple[str, ...], output: str, weights
         resolve_precision(config.precision, resolve_device(config.device))
     except ConfigError as exc:
         raise name_the_flag(exc, given, set(), None) from None
+    video_settings = {"keyframes": keyframes, "consistency": consistency, "blend": blend,
+                      "shot_threshold": shot_threshold}
+    if is_video(content):
+        return run_video(content, guidance, config, output, overwrite=overwrite, save_unet=save_unet, quiet=quiet,
+                         refused={"--mask": mask, "--region": regions, "--focus": focus, "--save-every": save_every},
+                         **video_settings)
+    given_video = [f"--{k.replace('_', '-')}" for k, v in video_settings.items() if v is not None]
+    if given_video:
+        raise ConfigError(f"{', '.join(given_video)} apply to a video; {content} is a photo")
     make_dirs = names_directory(output)
     inputs = [content, *style_image, config_file, mask, *(m for m, _ in regions)]
     name = " ".join(t.text for t in guidance.all_texts())

@@ -36,6 +36,8 @@ from ..errors import ConfigError, ImageReadError
 from ..imageio import load_image, read_metadata, sidecar_path
 from ..objective.losses import content_loss
 from ..encoders.prompts import check_text
+from ..unet.video import is_video
+from .video import score_video
 from .results import CLIP_METRICS, DEFAULT_SIZE, METRICS, format_table, metric_names, summarize, write_csv, write_json
 
 DEFAULT_CLIP_MODEL = StyleConfig.clip_model
@@ -283,7 +285,12 @@ class Evaluator:
         return {name: out[name] for name in metric_names([out])}
 
     def score_job(self, job: EvalJob) -> dict[str, Any]:
-        """One result row: the job's paths and texts, the output's size and every chosen metric."""
+        """One result row: the job's paths and texts, the output's size and every chosen metric.
+
+        A video output (scored against its input video) gets its frames' mean metrics and the
+        flow-warped temporal errors of output and input (`clipstyle_opt.evaluate.video`)."""
+        if is_video(job.image):
+            return score_video(self, job)
         output = load_image(job.image)
         content = load_image(job.content)
         if min(output.shape[-2:]) < 16:

@@ -24,6 +24,7 @@ CLIP_METRICS = frozenset({"clip_score", "patch_clip_score", "clip_direction"})
 HIGHER_IS_BETTER: dict[str, bool] = {
     "clip_score": True, "patch_clip_score": True, "clip_direction": True, "lpips_vgg": False,
     "lpips_alex": False, "dists": False, "ssim": True, "content_loss": False,
+    "warp_error": False, "warp_error_input": False,  # videos only (`clipstyle_opt.evaluate.video`)
 }
 #: Long side in px at which outputs and photos are compared (``--eval-size``), the reference's 512.
 DEFAULT_SIZE = 512
@@ -44,7 +45,7 @@ def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
     follow their metric, in the order they first appear."""
     present = list(dict.fromkeys(key for row in rows for key in row))
     names = []
-    for name in METRICS:
+    for name in (*METRICS, "warp_error", "warp_error_input"):
         names += [key for key in present if key == name or key.startswith(name + "[")]
     return names
 

@@ -1,7 +1,7 @@
 """Runs in the studio: one `Job` per browser session, trained step by step so that previews, the loss curve,
 Stop and "Continue N steps" can reach the page between steps.
 
-A job wraps a `clipstyle_opt.engine.StyleRun`. Stop goes through `GracefulStop.request`, the hook Ctrl-C sets
+A job wraps a `clipstyle_opt.style_run.StyleRun`. Stop goes through `GracefulStop.request`, the hook Ctrl-C sets
 in the command line, so a stopped job ends exactly as an interrupted ``clipstyle stylize``: after the step in
 progress, its result marked "interrupted". Continuing K steps from step S trains what one run of S + K steps
 computes (`StyleRun.plan`). Nothing here imports gradio.
@@ -16,7 +16,8 @@ from typing import Any, Iterator, Sequence
 from PIL import Image
 
 from ..config import PRESETS, StyleConfig
-from ..engine import StyleRun, Stylizer
+from ..engine import Stylizer
+from ..style_run import StyleRun
 from ..imageio import to_pil
 from ..interrupts import GracefulStop
 from ..result import Result, StepInfo

@@ -7,14 +7,23 @@ steps at a time, paused, given more steps (`TrainingRun.plan`) and advanced agai
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import clip_batch_for
 from ..result import StepInfo
-from .guards import REJECTION_CHECK_STEPS, KeptWeights, NonFiniteStep, non_finite_term, warn_if_rejection_is_total
+from .guards import (
+    REJECTION_CHECK_STEPS,
+    KeptWeights,
+    NonFiniteStep,
+    non_finite_term,
+    warn_if_rejection_is_total,
+)
+from .keyframes import KeyframeStep
 from .phases import Phase, draw_crops
 from .steps import TrainingStep, make_step, resolve_kind, step_lr
 from .stopping import EarlyStop
@@ -76,8 +85,7 @@ class TrainingRun:
         if total < max(self.step, before + 1):
             raise ValueError(f"cannot plan {total} steps: {self.step} are done and the last phase needs one")
         last = self.phases[-1]
-        self.phases[-1] = Phase(last.config.replace(steps=total - before), last.hw, last.content,
-                                last.crop_masks, last.mask, last.relevance, last.objective)
+        self.phases[-1] = replace(last, config=last.config.replace(steps=total - before))
         self.early_stopped = False
         self.trained.extra = {}
 
@@ -86,7 +94,12 @@ class TrainingRun:
         pconfig = phase.config
         kind = resolve_kind(self.step_kind, pconfig, self.device, phase.objective)
         # a fresh optimizer per phase: the coarse phase's moments are for other activations' scale
-        self._trainer = make_step(kind, self.unet, phase.objective, phase.content, pconfig, self.device, self.kept)
+        if phase.keyframes:  # a video's keyframes: the crops split over the frames (training.keyframes)
+            self._trainer = KeyframeStep(self.unet, phase.keyframes, pconfig.lr, self.device, self.kept,
+                                         clip_batch_for(pconfig, self.device.type))
+        else:
+            self._trainer = make_step(kind, self.unet, phase.objective, phase.content, pconfig, self.device,
+                                      self.kept)
         self._stopper = EarlyStop(pconfig.early_stop, pconfig.early_stop_delta) if pconfig.early_stop else None
         return phase
 

@@ -31,6 +31,9 @@ class Phase:
     mask: torch.Tensor | None
     relevance: torch.Tensor | None
     objective: StyleObjective
+    keyframes: tuple[tuple[torch.Tensor, StyleObjective], ...] = ()
+    """A video's keyframes, (photo, objective) each, this phase's own first: trained together by
+    `clipstyle_opt.training.keyframes.KeyframeStep`; () for a photo."""
 
 
 def coarse_config(config: StyleConfig) -> StyleConfig:

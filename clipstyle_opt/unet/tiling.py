@@ -315,14 +315,21 @@ def _thumbnail(source: TileSource, tile_size: int) -> TileSource:
 
 def iter_tiles(unet: nn.Module, image: Union[torch.Tensor, np.ndarray], *, tile_size: int = DEFAULT_TILE_SIZE,
                stats: StatsMode = "thumbnail", device: Union[str, torch.device] = "cpu",
-               progress: Optional[Progress] = None) -> Iterator[tuple[tuple[int, int, int, int], torch.Tensor]]:
+               progress: Optional[Progress] = None, norm_stats: Optional[list[NormStats]] = None,
+               ) -> Iterator[tuple[tuple[int, int, int, int], torch.Tensor]]:
     """Yield ``(core, output)`` per tile: the core box (y0, y1, x0, x1) cropped to the image, and the U-Net's
-    (1, 3, h, w) float32 output there on the CPU, in [0, 1]. See the module docstring."""
+    (1, 3, h, w) float32 output there on the CPU, in [0, 1]. See the module docstring.
+
+    norm_stats: given statistics (one per norm layer) used for every tile instead of computing the image's
+    own (``stats`` is then unused): how a video frame is rendered with its shot's statistics."""
     if stats not in STATS_MODES:
         raise ValueError(f"stats must be one of {', '.join(STATS_MODES)}, got {stats!r}")
     device = torch.device(device)
     source = TileSource(image)
     unet = unet.to(device).eval()
+    if norm_stats is not None:
+        yield from _with_stats(unet, source, tile_size, device, progress, norm_stats)
+        return
     fits = max(_round_up(source.height), _round_up(source.width)) <= tile_size
     plan = plan_tiles(source.height, source.width, tile_size, 0 if fits else margin_for(unet))
     n_norms = len(check_norms(unet))
@@ -357,6 +364,26 @@ def iter_tiles(unet: nn.Module, image: Union[torch.Tensor, np.ndarray], *, tile_
             yield (cy0, y1, cx0, x1), core
 
 
+def _with_stats(unet: nn.Module, source: TileSource, tile_size: int, device: torch.device,
+                progress: Optional[Progress], norm_stats: list[NormStats],
+                ) -> Iterator[tuple[tuple[int, int, int, int], torch.Tensor]]:
+    """`iter_tiles` with given statistics: every tile (one, if the image fits) through the frozen network."""
+    fits = max(_round_up(source.height), _round_up(source.width)) <= tile_size
+    plan = plan_tiles(source.height, source.width, tile_size, 0 if fits else margin_for(unet))
+    net = frozen_copy(unet, norm_stats).to(device)
+    for done, tile in enumerate(plan.tiles, 1):
+        with torch.inference_mode():
+            output = net(source.cut(tile.box).to(device))  # boxes on multiples of 8, reflect-padded as apply_unet
+        cy0, cy1, cx0, cx1 = tile.core
+        by0, _, bx0, _ = tile.box
+        y1, x1 = min(cy1, plan.height), min(cx1, plan.width)
+        core = output[..., cy0 - by0:y1 - by0, cx0 - bx0:x1 - bx0].float().cpu()
+        if progress is not None:
+            progress(done, len(plan.tiles))
+        if y1 > cy0 and x1 > cx0:
+            yield (cy0, y1, cx0, x1), core
+
+
 def apply_tiled(unet: nn.Module, image: torch.Tensor, *, tile_size: int = DEFAULT_TILE_SIZE,
                 stats: StatsMode = "thumbnail", device: Union[str, torch.device] = "cpu",
                 progress: Optional[Progress] = None) -> torch.Tensor:
@@ -370,13 +397,14 @@ def apply_tiled(unet: nn.Module, image: torch.Tensor, *, tile_size: int = DEFAUL
 
 def apply_tiled_uint8(unet: nn.Module, image: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE,
                       stats: StatsMode = "thumbnail", device: Union[str, torch.device] = "cpu",
-                      progress: Optional[Progress] = None) -> np.ndarray:
+                      progress: Optional[Progress] = None,
+                      norm_stats: Optional[list[NormStats]] = None) -> np.ndarray:
     """H x W x 3 uint8 -> the stylized H x W x 3 uint8, never holding the image as floats.
 
-    Each tile is quantized as `imageio.to_pil` quantizes (clamp, x255, round).
+    Each tile is quantized as `imageio.to_pil` quantizes (clamp, x255, round). norm_stats: see `iter_tiles`.
     """
     out = np.empty_like(image)
     for (y0, y1, x0, x1), tile in iter_tiles(unet, image, tile_size=tile_size, stats=stats, device=device,
-                                             progress=progress):
+                                             progress=progress, norm_stats=norm_stats):
         out[y0:y1, x0:x1] = tile[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     return out

@@ -11,7 +11,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
@@ -23,9 +23,6 @@ from .result import Result, StepInfo
 from .training.guards import NonFiniteStep
 from .training.loop import TrainingRun
 from .unet.model import StyleUNet
-
-if TYPE_CHECKING:  # annotations only; at run time the stylizer is the instance passed in
-    from .engine import Stylizer
 
 
 @dataclass
@@ -55,7 +52,9 @@ class StyleRun:
     one run of S + K steps with the same settings and seed (`clipstyle_opt.training.loop.TrainingRun`).
     """
 
-    def __init__(self, stylizer: Stylizer, run: RunSetup, unet: StyleUNet, training: TrainingRun) -> None:
+    def __init__(self, stylizer: Any, run: RunSetup, unet: StyleUNet, training: TrainingRun) -> None:
+        """stylizer: the `clipstyle_opt.engine.Stylizer` that started the run (typed ``Any``: this module sits
+        below the engine and may not import it, not even for annotations)."""
         self.stylizer, self._run, self.unet, self.training = stylizer, run, unet, training
         self._train_seconds = 0.0
 

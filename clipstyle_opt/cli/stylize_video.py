@@ -32,6 +32,7 @@ VIDEO_OPTIONS = (
 
 
 def video_options(command: Any) -> Any:
+    """Add the video-only options of `clipstyle stylize` (keyframes, consistency, blending) to ``command``."""
     for option in reversed(VIDEO_OPTIONS):
         command = option(command)
     return command

@@ -53,6 +53,7 @@ class Item:
 
     @property
     def caption(self) -> str:
+        """The gallery caption: prompt, steps and seed, as the sidecar gives them."""
         steps = (self.metadata.get("config") or {}).get("steps")
         return f"{self.metadata.get('prompt', '?')} · {steps} steps · seed {self.metadata.get('seed')}"
 

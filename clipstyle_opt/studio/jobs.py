@@ -43,6 +43,7 @@ class StudioOptions:
     limits: UploadLimits = field(default_factory=UploadLimits)
 
     def policy(self) -> ModelPolicy:
+        """Which model names the page may ask for: the models given at start and folders under the model dirs."""
         return ModelPolicy(list(self.clip_models), list(self.model_dirs))
 
 
@@ -80,6 +81,7 @@ class Engines:
         self._lock = threading.Lock()
 
     def stylizer(self, clip_model: str) -> Stylizer:
+        """The `Stylizer` for ``clip_model`` on this server's device, loaded once and shared by every session."""
         with self._lock:
             if clip_model not in self._stylizers:
                 self._stylizers[clip_model] = Stylizer(StyleConfig(clip_model=clip_model, device=self.options.device))
@@ -139,6 +141,7 @@ class Sessions:
         self._lock = threading.Lock()
 
     def put(self, session: str, job: Job) -> None:
+        """Make ``job`` the session's run; a run the session had before is stopped after its current step."""
         with self._lock:
             old = self._jobs.get(session)
             if old is not None:
@@ -146,6 +149,7 @@ class Sessions:
             self._jobs[session] = job
 
     def get(self, session: str) -> Job | None:
+        """The session's run (None: it has none yet)."""
         with self._lock:
             return self._jobs.get(session)
 

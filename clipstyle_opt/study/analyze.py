@@ -25,6 +25,8 @@ QUESTIONS = ("style", "content")
 
 @dataclass
 class Analysis:
+    """What `analyze` wrote: the Markdown report's text and every file (CSV, Markdown, PNG) it wrote."""
+
     markdown: str
     files: list[Path] = field(default_factory=list)
 
@@ -52,6 +54,7 @@ def _fmt(value: Any) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A Markdown table of ``rows`` with ``columns`` in that order (numbers rounded for reading; "(none)" if empty)."""
     if not rows:
         return "(none)\n"
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]

@@ -28,6 +28,7 @@ class Created:
 
 
 def token_hash(token: str) -> str:
+    """The SHA-256 hex digest of an admin token: only the digest is stored, never the token."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 

@@ -37,6 +37,8 @@ class Output:
 
 @dataclass(frozen=True)
 class StoredBytes:
+    """An image as the study stores it: its SHA-256 (its key), media type and bytes."""
+
     sha256: str
     media_type: str
     data: bytes

@@ -35,15 +35,19 @@ def _now() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of the study's tables."""
 
 
 class SchemaVersion(Base):
+    """One row: the schema version the database was created with, checked at start."""
+
     __tablename__ = "clipstyle_schema_version"
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class Study(Base):
+    """A study: its name, design, ratings per item, items per rater, seed and admin token digest."""
+
     __tablename__ = "studies"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -91,6 +95,8 @@ class Sheet(Base):
 
 
 class Rater(Base):
+    """A rater: a random token, the participant id the URL gave (as given), and the sheet assigned."""
+
     __tablename__ = "raters"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)

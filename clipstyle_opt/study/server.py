@@ -67,6 +67,7 @@ class ThreadedServer:
         return self
 
     def stop(self) -> None:
+        """Ask uvicorn to exit and wait up to 10 s for its thread."""
         self.server.should_exit = True
         self.thread.join(timeout=10)
 

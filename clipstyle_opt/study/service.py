@@ -63,6 +63,7 @@ class StudyService:
         return self._cache[name]
 
     def info(self, name: str) -> dict[str, Any]:
+        """The study's public description: name, design, screens per rater and its questions (no answers)."""
         study = self.study(name)
         row = study["row"]
         return {"study": name, "design": row.design, "screens": max(len(s) for s in study["sheets"].values()),
@@ -177,6 +178,7 @@ class StudyService:
             raise StudyError("the admin API needs the study's admin token (Authorization: Bearer TOKEN)", 403)
 
     def progress(self, name: str, token: Optional[str]) -> dict[str, Any]:
+        """Progress per item and per rater, and attention-check failures; 403 without the admin token."""
         self.check_admin(name, token)
         return progress(load_records(self.reads, name))
 

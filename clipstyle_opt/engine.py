@@ -25,8 +25,9 @@ from .training.guards import NonFiniteStep
 from .training.loop import train
 from .training.phases import build_phase, coarse_config
 from .training.steps import STEP_KINDS, StepKind
-from .unet.model import StyleUNet, seeded_unet
+from .unet.model import StyleUNet
 from .unet.render import render
+from .unet.start import starting_unet
 
 
 UNTILED_PIXELS = 2048 * 2048
@@ -174,7 +175,8 @@ class Stylizer:
         run = _Run(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
                    guidance, final_phase.mask, final_phase.relevance)
         generator = torch.Generator().manual_seed(config.seed)
-        unet = seeded_unet(config.unet_width, config.seed).to(self.device)
+        unet, start = starting_unet(config.unet_width, config.seed, config.init)
+        unet = unet.to(self.device)
         timings["prepare_s"] = round(time.perf_counter() - started, 3)
 
         loop_started = time.perf_counter()
@@ -186,6 +188,7 @@ class Stylizer:
                 if failure.restored else None
             raise failure.error(result) from None
         extra = trained.extra
+        extra.update(start)  # what the U-Net started from (nothing for the paper's random start)
         if config.coarse_steps:
             extra["coarse_steps"] = config.coarse_steps
         timings["train_s"] = round(time.perf_counter() - loop_started, 3)

@@ -107,6 +107,13 @@ class StyleConfig:
     lr_decay: float = setting(0.5, "Learning-rate decay factor.", group="optimization", minimum=0)
     unet_width: int = setting(
         16, "Base channel width of the U-Net.", group="optimization", minimum=1, details="The reference's is 16.")
+    # deviation: the reference starts every run from random weights (our default too). "identity" starts
+    # from weights trained offline to reproduce photos, so the steps go to the style (`unet.start`).
+    init: str = setting(
+        "random", "Where the U-Net starts: random (the paper's), identity (the bundled weights that reproduce the "
+        "photo: fewer steps to keep the content) or a U-Net file saved with --save-unet.", group="optimization",
+        details="See `clipstyle_opt.unet.start` and docs/guides/head-start.md. A loaded start is used as it "
+        "is: its own reconstruction error keeps the global direction defined at step 1.")
     # deviation: the reference always runs every step.
     early_stop: int = setting(
         0, "Patience in steps: stop once the smoothed patch loss has not improved by --early-stop-delta "
@@ -218,6 +225,7 @@ class StyleConfig:
                 raise ConfigError(msg, msg.split(" ", 1)[0].rstrip(":"))
 
         check_described(self, _SETTINGS, check)
+        check(self.init.strip() != "", "init must be random, identity or a U-Net file, got ''")
         models = self.clip_model if isinstance(self.clip_model, tuple) else (self.clip_model,)
         check(all(isinstance(m, str) and m.strip() != "" for m in models),
               f"clip_model must be a model name or a file path, got {self.clip_model!r}")

@@ -32,8 +32,9 @@ from .training.keyframes import keyframe_phase, load_keyframes
 from .training.loop import TrainingRun
 from .training.phases import build_phase, coarse_config
 from .training.steps import STEP_KINDS, StepKind
-from .unet.model import StyleUNet, seeded_unet
+from .unet.model import StyleUNet
 from .unet.render import render
+from .unet.start import starting_unet
 
 UNTILED_PIXELS = 2048 * 2048
 """`Stylizer` applies its U-Net to outputs up to this many pixels in one piece (as before outputs had no
@@ -192,10 +193,11 @@ class Stylizer:
         final_phase = phases[-1]
 
         first_style = guidance.images[0].source if guidance.images else None
+        unet, start = starting_unet(config.unet_width, config.seed, config.init)
+        unet = unet.to(self.device)
         run = RunSetup(content, first_style, guidance.label(), config, content_full, train_hw, timings, started,
-                   guidance, final_phase.mask, final_phase.relevance)
+                       guidance, final_phase.mask, final_phase.relevance, start)
         generator = torch.Generator().manual_seed(config.seed)
-        unet = seeded_unet(config.unet_width, config.seed).to(self.device)
         timings["prepare_s"] = round(time.perf_counter() - started, 3)
         training = TrainingRun(unet, phases, step_kind=self.step_kind, device=self.device, generator=generator)
         return StyleRun(self, run, unet, training)

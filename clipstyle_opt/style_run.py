@@ -10,7 +10,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,7 +27,8 @@ from .unet.model import StyleUNet
 
 @dataclass
 class RunSetup:
-    """What one `Stylizer.stylize` or `Stylizer.start` call fixes before its loop: enough to turn any U-Net into a `Result`."""
+    """What one `Stylizer.stylize` or `Stylizer.start` call fixes before its loop: enough to turn any U-Net
+    into a `Result`."""
 
     content: ImageSource
     style_image: ImageSource | None
@@ -41,6 +42,10 @@ class RunSetup:
     mask: torch.Tensor | None = None
     """(1, 1, h, w) soft mask at the training size (None: the whole image)."""
     focus_map: torch.Tensor | None = None
+    """(1, 1, h, w) relevance map of the focus text at the training size (None: no focus)."""
+    start: dict[str, Any] = field(default_factory=dict)
+    """What the U-Net started from, for the result's metadata (`clipstyle_opt.unet.start`; empty for the
+    paper's random start)."""
 
 
 
@@ -120,6 +125,7 @@ class StyleRun:
         (False hands over the run's own U-Net, as `Stylizer.stylize` does)."""
         trained = self.training.trained
         extra = dict(trained.extra)
+        extra.update(self._run.start)  # what the U-Net started from (nothing for the paper's random start)
         timings = self._run.timings
         if self._run.config.coarse_steps:
             extra["coarse_steps"] = self._run.config.coarse_steps

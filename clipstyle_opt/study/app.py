@@ -6,17 +6,18 @@ needs its own token check, and the server must answer refusals with plain HTTP s
 exactly that in one dependency-light ASGI app served by uvicorn; Gradio's event queue, websocket
 protocol and component layout would sit between the page and the API and add nothing the page uses.
 
-Routes (NAME: a study name; the API answers JSON, refusals as ``{"error": "one line"}``):
-  GET  /s/NAME                         participant page (``?pid=EXTERNAL_ID`` is stored as given)
-  GET  /s/NAME/admin#token=TOKEN       admin page
-  GET  /api/studies/NAME               design and screen count
-  POST /api/studies/NAME/raters        {"participant"?: str} -> {"rater": token, "resumed": bool}
-  GET  /api/studies/NAME/next?rater=R  -> {"item", "index", "total", "prompt", "images", "questions"}
-                                          or {"done": true, "code": ...}
-  POST /api/studies/NAME/ratings       {"rater", "item", "answers": {question: value}} -> {"ok", "stored"}
-  GET  /api/studies/NAME/progress      admin token (Authorization: Bearer TOKEN), else 403
-  GET  /api/studies/NAME/export.csv    admin token; the `clipstyle study export` CSV
-  GET  /api/studies/NAME/images/SHA256 an image copied into the study (never a file path)
+Routes (NAME: a study name; the API answers JSON, refusals as ``{"error": "one line"}``::
+
+      GET  /s/NAME                         participant page (``?pid=EXTERNAL_ID`` is stored as given)
+      GET  /s/NAME/admin#token=TOKEN       admin page
+      GET  /api/studies/NAME               design and screen count
+      POST /api/studies/NAME/raters        {"participant"?: str} -> {"rater": token, "resumed": bool}
+      GET  /api/studies/NAME/next?rater=R  -> {"item", "index", "total", "prompt", "images", "questions"}
+                                              or {"done": true, "code": ...}
+      POST /api/studies/NAME/ratings       {"rater", "item", "answers": {question: value}} -> {"ok", "stored"}
+      GET  /api/studies/NAME/progress      admin token (Authorization: Bearer TOKEN), else 403
+      GET  /api/studies/NAME/export.csv    admin token; the `clipstyle study export` CSV
+      GET  /api/studies/NAME/images/SHA256 an image copied into the study (never a file path)
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ needs its own token check, and the server must answer refusals with plain HTTP s
 exactly that in one dependency-light ASGI app served by uvicorn; Gradio's event queue, websocket
 protocol and component layout would sit between the page and the API and add nothing the page uses.
 
-Routes (NAME: a study name; the API answers JSON, refusals as ``{"error": "one line"}``::
+Routes (NAME: a study name; the API answers JSON, refusals as ``{"error": "one line"}``)::
 
       GET  /s/NAME                         participant page (``?pid=EXTERNAL_ID`` is stored as given)
       GET  /s/NAME/admin#token=TOKEN       admin page

@@ -1,11 +1,12 @@
 """Where a run's U-Net starts: random weights (the paper's), the shipped identity weights, or a U-Net file.
 
 ``init`` (`StyleConfig.init`):
-  "random"   -- `seeded_unet`: fresh weights from the seed, as CLIPstyler (bit for bit the old behaviour).
-  "identity" -- the bundled ``identity_init.pt``, a U-Net trained offline to reproduce its input
-                (microclip/train_identity_init.py, records in microclip/README): the run starts with the
-                photo's content in place and spends its steps on the style.
-  a path     -- a U-Net saved by ``clipstyle stylize --save-unet`` (or the trainer): continue from it.
+
+- "random": `seeded_unet`, fresh weights from the seed, as CLIPstyler (bit for bit the old behaviour);
+- "identity": the bundled ``identity_init.pt``, a U-Net trained offline to reproduce its input
+  (microclip/train_identity_init.py, records in microclip/README): the run starts with the photo's
+  content in place and spends its steps on the style;
+- a path: a U-Net saved by ``clipstyle stylize --save-unet`` (or the trainer), continued from.
 
 deviation: CLIPstyler always starts from random weights; "identity" and a path are ours (docs/method.md).
 """

@@ -173,3 +173,19 @@ def test_cli_without_prompts_or_with_a_spec_and_axes_is_refused(photos, monkeypa
     spec = write(tmp_path, "contents: [photos/*.png]\nprompts: [fire]\n")
     result = CliRunner().invoke(cli, ["sweep", str(spec), "-p", "x", "--dry-run"])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+# Run ids are SHA-256 hashes of JSON, the same on every CPU: these are the ids version 0.1 (before `init` and
+# `threads` existed) gave, so a sweep it made resumes without re-running anything.
+EARLIER_IDS = {(): "655f3f0a377b", (("lambda_c", 300), ("steps", 100)): "2896e8ce3065"}
+
+
+@pytest.mark.parametrize("overrides", list(EARLIER_IDS))
+def test_settings_added_since_keep_earlier_run_ids(overrides):
+    from clipstyle_opt import StyleConfig
+    from clipstyle_opt.sweeps.identity import run_id
+
+    config = StyleConfig(**dict(overrides))
+    assert run_id("0" * 64, "fire", None, config) == EARLIER_IDS[overrides]
+    # a start other than the paper's random one gives another image, so another id
+    assert run_id("0" * 64, "fire", None, config.replace(init="identity")) != EARLIER_IDS[overrides]

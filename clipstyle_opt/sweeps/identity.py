@@ -13,6 +13,9 @@ from ..config import StyleConfig, settings
 SPEED_ONLY = tuple(item.name for item in settings() if item.speed_only)
 #: Versions the hash behind run ids: a change to what enters it changes this tag.
 RUN_ID_FORMAT = "clipstyle_opt.sweep.run/1"
+#: Settings added after RUN_ID_FORMAT's tag, with the value that gives the images runs gave before they
+#: existed: left out of the id at that value, so resuming a sweep made by an earlier version finds its runs.
+ADDED_SINCE_FORMAT = {"init": "random"}
 # Written as floats in the id (150 == 150.0); optional ones (coarse_lr) are not, as before they were described.
 _FLOAT_FIELDS = {item.name for item in settings() if item.type is float and not item.optional and not item.multiple}
 
@@ -29,10 +32,11 @@ def file_digest(path: str, cache: dict[str, str]) -> str:
 
 
 def canonical_config(config: StyleConfig) -> dict[str, Any]:
-    """The settings that shape a run's image: speed-only fields dropped, float fields as floats (150 == 150.0)."""
+    """The settings that shape a run's image: speed-only fields dropped, settings added since the id format
+    dropped at their old behaviour's value (`ADDED_SINCE_FORMAT`), float fields as floats (150 == 150.0)."""
     out = {}
     for key, value in config.to_dict().items():
-        if key in SPEED_ONLY:
+        if key in SPEED_ONLY or ADDED_SINCE_FORMAT.get(key, object()) == value:
             continue
         if key in _FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -48,4 +52,4 @@ def run_id(content_digest: str, prompt: str, style_digest: Optional[str], config
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-__all__ = ["run_id", "canonical_config", "file_digest", "SPEED_ONLY", "RUN_ID_FORMAT"]
+__all__ = ["run_id", "canonical_config", "file_digest", "SPEED_ONLY", "RUN_ID_FORMAT", "ADDED_SINCE_FORMAT"]

@@ -10,7 +10,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .config import ENCODER_KEYS, StyleConfig
-from .devices import is_out_of_memory, precision_name, resolve_device, resolve_precision, reuse_freed_cpu_memory
+from .devices import (hardware_name, is_out_of_memory, precision_name, resolve_device, resolve_precision,
+                      reuse_freed_cpu_memory, torch_threads)
 from .encoders.base import ImageTextEncoder
 from .encoders.prompts import check_prompts, check_text
 from .encoders.registry import encoder_list, ensemble, load_encoder
@@ -144,7 +145,8 @@ class Stylizer:
         check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
         check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
         try:
-            return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
+            with torch_threads(config.threads):
+                return self._stylize(content, guidance, config, callback, batched_crops, should_stop)
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -218,6 +220,7 @@ class Stylizer:
             unet=unet.cpu(), content_path=_path_or_none(run.content), style_path=_path_or_none(run.style_image),
             device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=run.train_hw,
             extra=extra, guidance=run.guidance, mask=out_mask, focus_map=focus_map,
+            threads=torch.get_num_threads(), hardware=hardware_name(self.device),
         )
 
 

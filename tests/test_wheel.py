@@ -45,7 +45,8 @@ def dist(tmp_path_factory) -> dict[str, Path]:
                               capture_output=True, text=True, cwd=folder)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     version = clipstyle_opt.__version__
-    out = {"sdist": folder / f"clipstyle_opt-{version}.tar.gz", "wheel": folder / f"clipstyle_opt-{version}-py3-none-any.whl"}
+    out = {"sdist": folder / f"clipstyle_opt-{version}.tar.gz",
+           "wheel": folder / f"clipstyle_opt-{version}-py3-none-any.whl"}
     for path in out.values():
         assert path.is_file(), f"{path.name} not built (the version is written once, in clipstyle_opt/__init__.py)"
     return out

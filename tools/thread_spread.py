@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--steps", type=int, default=PATTERN["steps"])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-repeat", action="store_true", help="skip the repeat of the first run")
     parser.add_argument("--save", type=Path, default=None, help="folder for each run's image (<name>.png)")
     args = parser.parse_args()
     counts = [int(t) for t in args.threads.split(",")]
@@ -73,12 +74,12 @@ def main() -> int:
         return pixels
 
     images = {f"t{t}_s{seeds[0]}": run(t, seeds[0], f"t{t}_s{seeds[0]}") for t in counts[:2]}
-    repeat = run(counts[0], seeds[0], f"t{counts[0]}_s{seeds[0]}_again")
+    repeat = run(counts[0], seeds[0], f"t{counts[0]}_s{seeds[0]}_again") if not args.no_repeat else None
     images.update({f"t{t}_s{seeds[0]}": run(t, seeds[0], f"t{t}_s{seeds[0]}") for t in counts[2:]})
     for seed in seeds[1:]:
         images[f"t{counts[0]}_s{seed}"] = run(counts[0], seed, f"t{counts[0]}_s{seed}")
     reference = images[f"t{counts[0]}_s{seeds[0]}"]
-    pairs = {f"repeat t{counts[0]}": levels(reference, repeat)}
+    pairs = {f"repeat t{counts[0]}": levels(reference, repeat)} if repeat is not None else {}
     pairs.update({f"threads {counts[0]} vs {t}": levels(reference, images[f"t{t}_s{seeds[0]}"]) for t in counts[1:]})
     if len(counts) > 2:
         pairs[f"threads {counts[1]} vs {counts[2]}"] = levels(images[f"t{counts[1]}_s{seeds[0]}"],

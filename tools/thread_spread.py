@@ -93,7 +93,7 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"cpu": cpu_model(), "torch": torch.__version__, "args": vars(args) | {
             "json": str(args.json)}, "settings": PATTERN, "runs": runs,
-            "pairs": {k: {"mean": m, "max": x} for k, (m, x) in pairs.items()}}, indent=2))
+            "pairs": {k: {"mean": m, "max": x} for k, (m, x) in pairs.items()}}, indent=2, default=str))
     return 0
 
 

@@ -85,9 +85,9 @@ def run_ray(runs: Sequence[Run], record: Callable[[Run, Outcome], None], *, work
             should_stop: Callable[[], bool] | None = None) -> bool:
     """Run ``runs`` on Ray workers, calling ``record(run, outcome)`` in this process as each finishes.
 
-    workers: the number of actors (default: one per GPU of the cluster, else one per CPU, or per ``threads``
-    CPUs when the runs set ``threads``). Each actor takes a GPU where the cluster has GPUs, else one CPU
-    (``threads`` CPUs) with torch using its share of the CPUs, or the run's ``threads`` where set. Runs go
+    workers: the number of actors (default: one per GPU of the cluster, else one per CPU). Each actor
+    takes a GPU where the cluster has GPUs, else one CPU with torch using its share of the CPUs, or the
+    run's ``threads`` where set. Runs go
     out sorted by encoder group, so a worker reloads encoders only when the group changes. Returns
     False if ``should_stop`` ended the sweep early (runs in flight are dropped, not recorded).
     """
@@ -101,18 +101,14 @@ def run_ray(runs: Sequence[Run], record: Callable[[Run, Outcome], None], *, work
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
-        # A run's ``threads`` setting wins over the worker's share (`Stylizer.stylize` sets it per run); on
-        # CPUs each worker then reserves that many CPUs (at most the cluster's), so runs do not oversubscribe.
-        asked = max((run.config.threads or 0 for run in runs), default=0)
-        per_worker = min(asked, cpus) if asked and not gpus else 1
-        if workers:  # every one of the asked-for workers must fit, or a waiting actor would hold its runs forever
-            per_worker = max(1, min(per_worker, cpus // workers))
-        count = workers or (gpus if gpus else max(1, cpus // per_worker))
+        # A run's ``threads`` setting wins over the worker's share (`Stylizer.stylize` sets it per run). Each CPU
+        # worker still reserves one CPU: reserving ``threads`` CPUs hung when earlier actors still held theirs.
+        count = workers or (gpus if gpus else cpus)
         if gpus:
             actor_class = ray.remote(num_gpus=1, num_cpus=1)(SweepWorker)
             threads = 0
         else:
-            actor_class = ray.remote(num_cpus=per_worker)(SweepWorker)
+            actor_class = ray.remote(num_cpus=1)(SweepWorker)
             threads = max(1, cpus // count)
         count = min(count, len(runs))
         actors = [actor_class.remote(threads) for _ in range(count)]

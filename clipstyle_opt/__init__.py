@@ -19,7 +19,7 @@ from .unet.render import apply_unet_file
 from .errors import ClipstyleError, ConfigError, ImageReadError, ModelUnavailableError, OutputExistsError
 from .sweeps.api import sweep
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "stylize", "stylize_video", "Stylizer", "StyleConfig", "Result", "StepInfo", "PRESETS", "preset_config",

@@ -180,6 +180,17 @@ class StyleConfig:
         group="run", speed_only=True,
         details="See `clipstyle_opt.training.captured`. Several times fewer seconds per step; ignored on other "
         "devices and with several regions. Off: plain steps, chunked by ``clip_batch``.")
+    # Torch's CPU threads change the order of float sums inside a step, and the optimization amplifies that
+    # rounding into visibly different images (docs/guides/reproducibility.md): the same seed gives the same
+    # bits only at the same thread count on the same kind of machine. Not part of a sweep run's id
+    # (speed_only), like device and clip_batch, which change the bits in the same way.
+    threads: int | None = setting(
+        None, "Torch CPU threads for the run (torch.set_num_threads); the same seed gives the same image only "
+        "with the same threads on the same kind of machine.", group="run", minimum=1, speed_only=True,
+        none_means="torch's default: one per core, or a Ray worker's share of the CPUs",
+        details="Set for the run and restored after it. Recorded with the CPU or GPU model in every sidecar "
+        "(``threads``, ``hardware``). See docs/guides/reproducibility.md for the measured spread across thread "
+        "counts.")
     device: str = setting("auto", "Where to compute.", group="run", choices=DEVICES, affects_encoders=True,
                           speed_only=True)
     precision: str = setting(

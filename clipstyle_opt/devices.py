@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -56,6 +57,33 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def hardware_name(device: torch.device) -> str:
+    """What computed on ``device``: the GPU's name on CUDA, ``Apple MPS`` on MPS, else `cpu_model`.
+
+    Recorded in every sidecar: the same seed gives the same image only on the same kind of machine."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return cpu_model()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with torch using ``threads`` CPU threads (None: leave them), restoring the count after.
+
+    Yields the thread count in use. The count is process-wide in torch, so two runs on threads of one
+    process would see each other's setting; the engine runs one at a time."""
+    before = torch.get_num_threads()
+    if threads is not None and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:

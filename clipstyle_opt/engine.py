@@ -11,11 +11,13 @@ import torch
 
 from .config import ENCODER_KEYS, StyleConfig
 from .devices import (
+    hardware_name,
     is_out_of_memory,
     precision_name,
     resolve_device,
     resolve_precision,
     reuse_freed_cpu_memory,
+    torch_threads,
 )
 from .encoders.base import ImageTextEncoder
 from .encoders.prompts import check_prompts, check_text
@@ -138,7 +140,7 @@ class Stylizer:
         guidance = make_guidance(prompt, style_image=style_image, fusion=config.fusion, **aims)
         check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
         check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
-        with self._out_of_memory(config):
+        with self._out_of_memory(config), torch_threads(config.threads):
             return self._stylize(content, guidance, config, callback, batched_crops, should_stop, keyframes)
 
     def start(self, content: ImageSource, prompt: PromptSpec | Guidance, *,
@@ -235,6 +237,7 @@ class Stylizer:
             unet=unet.cpu(), content_path=_path_or_none(run.content), style_path=_path_or_none(run.style_image),
             device=str(self.device), precision=precision_name(self.autocast_dtype), training_size=run.train_hw,
             extra=extra, guidance=run.guidance, mask=out_mask, focus_map=focus_map,
+            threads=torch.get_num_threads(), hardware=hardware_name(self.device),
         )
 
 

@@ -63,6 +63,10 @@ class Result:
     """(1, 1, H, W) in [0, 1] at the output size: the mask the output was composited with (None: no mask)."""
     focus_map: Optional[torch.Tensor] = None
     """(1, 1, H, W) in [0, 1] at the output size: the ``focus`` text's relevance map (None without focus)."""
+    threads: int = 0
+    """Torch CPU threads the run used (``threads`` setting, else torch's default); 0: not recorded."""
+    hardware: str = ""
+    """The CPU model or GPU name that computed it (`clipstyle_opt.devices.hardware_name`)."""
 
     @property
     def image(self) -> Image.Image:
@@ -81,6 +85,9 @@ class Result:
             "config": self.config.to_dict(),
             "device": self.device,
             "precision": self.precision,
+            # the same seed gives the same bits only with the same threads on the same kind of machine
+            "threads": self.threads,
+            "hardware": self.hardware,
             "training_size": list(self.training_size),
             "output_size": [int(self.tensor.shape[-2]), int(self.tensor.shape[-1])],
             "final_losses": {k: last.get(k) for k in (*TERM_NAMES, "total") if k in last},

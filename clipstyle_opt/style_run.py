@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .config import StyleConfig
+from .devices import torch_threads
 from .errors import ConfigError
 from .imageio import ImageSource
 from .objective.guidance import Guidance
@@ -86,7 +87,7 @@ class StyleRun:
         until = None if steps is None else self.training.step + steps
         started = time.perf_counter()
         try:
-            with self.stylizer._out_of_memory(self._run.config):
+            with self.stylizer._out_of_memory(self._run.config), torch_threads(self._run.config.threads):
                 self.training.advance(until, callback=callback, should_stop=should_stop)
         except NonFiniteStep as failure:  # the U-Net holds the last good weights, if there were any
             result = self.stylizer._finish(self._run, self.unet, failure.history[:failure.step - 1],
@@ -132,7 +133,8 @@ class StyleRun:
         timings["train_s"] = round(self._train_seconds, 3)
         timings["step_median_s"] = round(statistics.median(trained.step_seconds), 4) if trained.step_seconds else 0.0
         unet = copy.deepcopy(self.unet) if keep_training else self.unet
-        return self.stylizer._finish(self._run, unet, list(trained.history), extra)
+        with torch_threads(self._run.config.threads):  # the render, and the count the result records
+            return self.stylizer._finish(self._run, unet, list(trained.history), extra)
 
 
 __all__ = ["RunSetup", "StyleRun"]

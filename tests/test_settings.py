@@ -144,7 +144,7 @@ def test_keys_derived_from_the_descriptions():
     assert ENCODER_KEYS == tuple(item.name for item in SETTINGS if item.affects_encoders)
     assert set(ENCODER_KEYS) == {"clip_model", "clip_weights", "vgg", "device", "precision", "content_layers",
                                  "style_layers", "compile"}
-    assert set(SPEED_ONLY) == {"device", "compile", "clip_batch", "cuda_graph"}
+    assert set(SPEED_ONLY) == {"device", "compile", "clip_batch", "cuda_graph", "threads"}
     assert CONFIG_FIELDS == tuple(BY_NAME)
 
 

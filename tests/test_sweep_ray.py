@@ -64,6 +64,32 @@ def test_ray_workers_give_the_images_of_the_local_runner(cluster, tiny_clip_path
     assert len(rows) == 5
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_same_threads_give_the_same_images_on_both_engines(cluster, tiny_clip_path, tmp_path, threads):
+    """``threads`` set on the sweep (``--threads``): the local runner and the Ray workers give the same bits,
+    whatever torch's thread count was in the calling process, and each sidecar records the count and the CPU."""
+    from clipstyle_opt.devices import cpu_model
+
+    spec = spec_for(tiny_clip_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3 - threads)  # the caller's own count must not matter
+    try:
+        local = sweep(spec, tmp_path / "local", overrides={"threads": threads})
+        assert torch.get_num_threads() == 3 - threads  # restored after each run
+    finally:
+        torch.set_num_threads(before)
+    remote = sweep(spec, tmp_path / "ray", engine="ray", overrides={"threads": threads})
+    assert remote.attrs["failed"] == 0 and list(remote["run_id"]) == list(local["run_id"])
+    for run_id in local["run_id"]:
+        a = np.asarray(Image.open(tmp_path / "ray" / "runs" / f"{run_id}.png"))
+        b = np.asarray(Image.open(tmp_path / "local" / "runs" / f"{run_id}.png"))
+        assert np.array_equal(a, b), run_id
+        for engine in ("ray", "local"):
+            sidecar = json.loads((tmp_path / engine / "runs" / f"{run_id}.json").read_text())
+            assert (sidecar["threads"], sidecar["hardware"]) == (threads, cpu_model()), engine
+    np.testing.assert_array_equal(remote["loss_total"], local["loss_total"])
+
+
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch, tiny_clip_path, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ClipstyleError, match=r"pip install 'clipstyle_opt\[ray\]'"):

@@ -90,7 +90,8 @@ def run_ray(runs: Sequence[Run], record: Callable[[Run, Outcome], None], *, work
     """Run ``runs`` on Ray workers, calling ``record(run, outcome)`` in this process as each finishes.
 
     workers: the number of actors (default: one per GPU of the cluster, else one per CPU). Each actor
-    takes a GPU where the cluster has GPUs, else one CPU with torch using that many threads. Runs go
+    takes a GPU where the cluster has GPUs, else one CPU with torch using its share of the CPUs, or the
+    run's ``threads`` where set. Runs go
     out sorted by encoder group, so a worker reloads encoders only when the group changes. Returns
     False if ``should_stop`` ended the sweep early (runs in flight are dropped, not recorded).
     """
@@ -104,6 +105,8 @@ def run_ray(runs: Sequence[Run], record: Callable[[Run, Outcome], None], *, work
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
+        # A run's ``threads`` setting wins over the worker's share (`Stylizer.stylize` sets it per run). Each CPU
+        # worker still reserves one CPU: reserving ``threads`` CPUs hung when earlier actors still held theirs.
         count = workers or (gpus if gpus else cpus)
         if gpus:
             actor_class = ray.remote(num_gpus=1, num_cpus=1)(SweepWorker)

@@ -130,12 +130,22 @@ def test_small_images_in_every_mode_load_as_rgb(mode, width, height, pixels, fmt
             image.save(buffer, fmt)
         except (OSError, ValueError, KeyError, TypeError):
             return  # Pillow cannot write this mode in this format
+        # Some Pillow releases write files they cannot read back themselves (12.3: a YCbCr TIFF, "image file
+        # is truncated"): those need only end in a clean error here, which load_or_clean_error checks.
+        try:
+            with Image.open(io.BytesIO(buffer.getvalue())) as reread:
+                reread.load()
+            pillow_reads_it = True
+        except (OSError, ValueError, KeyError, TypeError):
+            pillow_reads_it = False
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"image{FORMATS[fmt]}"
             path.write_bytes(buffer.getvalue())
             tensor = load_or_clean_error(path)
-            assert tensor is not None, (mode, fmt)  # what Pillow wrote, we read
-            check_image(tensor)
+            if pillow_reads_it:
+                assert tensor is not None, (mode, fmt)  # what Pillow wrote and reads, we read
+            if tensor is not None:
+                check_image(tensor)
 
 
 FIELD_NAMES = [f.name for f in fields(StyleConfig)]

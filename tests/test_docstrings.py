@@ -90,3 +90,13 @@ def test_the_listing_catches_each_kind_of_missing_docstring(tmp_path, monkeypatc
                             "fakepkg.mod.Fields", "fakepkg.mod.bare"]
     assert found["fakepkg.LIMIT"].documented and found["fakepkg.LIMIT"].home == "fakepkg.mod.LIMIT"
     assert not any("_hidden" in q or "_private" in q for q in found)
+
+
+def test_registering_the_micro_trunks_adds_nothing_to_the_api():
+    """timm's register_model appends each name to its module's ``__all__``: once a micro model has been loaded
+    in a session, the trunks would count as public names without docstrings (seen in a full run)."""
+    pytest.importorskip("timm")
+    from clipstyle_opt.encoders import openclip
+
+    openclip.register_micro_trunks()
+    assert not set(openclip.MICRO_TRUNKS) & set(openclip.__all__)

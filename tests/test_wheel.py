@@ -60,15 +60,21 @@ def test_twine_check_passes_on_the_sdist_and_the_wheel(dist):
     assert done.stdout.count("PASSED") == 2
 
 
+SHIPPED_WEIGHTS = "clipstyle_opt/unet/identity_init.pt"
+
+
 def test_the_wheel_holds_the_package_its_data_and_nothing_of_the_repository(dist):
     names = zipfile.ZipFile(dist["wheel"]).namelist()
     assert "clipstyle_opt/report_template.html" in names and "clipstyle_opt/py.typed" in names
+    # the one model file the package ships: the identity initialization `--init identity` starts from
+    assert SHIPPED_WEIGHTS in names
+    assert {"clipstyle_opt/study/pages/participant.html", "clipstyle_opt/study/pages/admin.html"} <= set(names)
     assert "clipstyle_opt/testing/__init__.py" in names  # the public helper for random-init models
     tops = {name.split("/")[0] for name in names}
     assert tops == {"clipstyle_opt", f"clipstyle_opt-{clipstyle_opt.__version__}.dist-info"}, tops
     for name in names:
         assert not re.search(r"(^|/)(tests?|data|microclip|notebooks|benchmarks|tools)/", name), name
-        assert not name.endswith((".ipynb", ".pt", ".ckpt", ".png")), name
+        assert name == SHIPPED_WEIGHTS or not name.endswith((".ipynb", ".pt", ".ckpt", ".png")), name
         assert "train_micro" not in name and "micro_siglip" not in name, name
     source = {path.relative_to(ROOT).as_posix() for path in (ROOT / "clipstyle_opt").rglob("*.py")}
     assert source <= set(names), sorted(source - set(names))  # every module of the package ships

@@ -364,6 +364,9 @@ def register_micro_trunks() -> None:
         build.__name__ = name
         build.__module__ = "clipstyle_opt.encoders.openclip"
         register_model(build)
+        # timm's register_model appends the name to its module's __all__; a trunk is not this module's API
+        if name in __all__:
+            __all__.remove(name)
 
 
 def load_open_clip(spec: str, device: torch.device | str = "cpu") -> OpenClipEncoder:

@@ -10,12 +10,13 @@ import base64
 import csv
 import io
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
+
+from browser_helpers import headless_chromium
 from click.testing import CliRunner
 from PIL import Image
 
@@ -27,11 +28,6 @@ from clipstyle_opt.imageio import load_image, save_image
 from clipstyle_opt.report import build_report_data, collect_outputs, config_differences, render_html, write_report
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--window-size=1400,1000")
 TRICKY_PROMPT = 'fire </script><b>bold</b> & "quotes"'
 # Fake metrics (a report only displays them): per output file.
 FAKE = {
@@ -176,37 +172,16 @@ def test_render_html_round_trips_the_data():
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"the report's browser tests need {' and '.join(missing)}: "
-                    "apt-get install -y chromium chromium-driver", pytrace=False)
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.fail("the report's browser tests need selenium: pip install -e '.[test]'", pytrace=False)
-    old_offline = os.environ.get("SE_OFFLINE")
-    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never download anything
-    options = webdriver.ChromeOptions()
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
-    options.binary_location = str(CHROMIUM)
     downloads = tmp_path_factory.mktemp("downloads")
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.downloads = downloads
-    try:
-        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    except Exception:  # older drivers: the prefs above still apply
-        pass
-    yield driver
-    driver.quit()
-    if old_offline is None:
-        os.environ.pop("SE_OFFLINE", None)
-    else:
-        os.environ["SE_OFFLINE"] = old_offline
+    prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    with headless_chromium(tmp_path_factory.mktemp("chrome-profile"), "the report's browser tests",
+                           prefs=prefs) as driver:
+        driver.downloads = downloads
+        try:
+            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        except Exception:  # older drivers: the prefs above still apply
+            pass
+        yield driver
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from browser_helpers import headless_chromium
+
 pytest.importorskip("sphinx")
 pytest.importorskip("myst_nb")
 pytest.importorskip("sphinx_click")
@@ -30,8 +32,6 @@ from tools import public_api  # noqa: E402
 from tools import run_notebooks as runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PAGES = ["index.html", "cli.html", "api/index.html", "gallery.html", "notebooks.html", "method.html",
          "architecture.html", "guides/quickstart.html", "guides/encoders.html", "guides/styles-masks-focus.html",
          "guides/sweeps.html", "guides/evaluation.html", "guides/large-images-video.html",
@@ -185,32 +185,8 @@ def test_readme_is_a_landing_page():
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"the docs' browser test needs {' and '.join(missing)}: "
-                    "apt-get install -y chromium chromium-driver", pytrace=False)
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.fail("the docs' browser test needs selenium: pip install -e '.[test]'", pytrace=False)
-    old_offline = os.environ.get("SE_OFFLINE")
-    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never download anything
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}"):
-        options.add_argument(arg)
-    options.binary_location = str(CHROMIUM)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
+    with headless_chromium(tmp_path_factory.mktemp("chrome-profile"), "the docs' browser test", window="1280,900") as driver:
         yield driver
-    finally:
-        driver.quit()
-        if old_offline is None:
-            os.environ.pop("SE_OFFLINE", None)
-        else:
-            os.environ["SE_OFFLINE"] = old_offline
 
 
 @pytest.mark.parametrize("page, heading", [

@@ -2,49 +2,23 @@
 press Stylize, see a preview and then the final image, move the strength slider and see the image change."""
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
+
+from browser_helpers import headless_chromium
 
 from clipstyle_opt.imageio import load_image, resize, to_pil
 from studio_server import ROOT, running_studio
 
 pytest.importorskip("gradio")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--window-size=1400,1500")
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"the studio's browser test needs {' and '.join(missing)}: apt-get install -y chromium "
-                    "chromium-driver", pytrace=False)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    old_offline = os.environ.get("SE_OFFLINE")
-    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never download anything
-    options = webdriver.ChromeOptions()
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
-    options.binary_location = str(CHROMIUM)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
+    with headless_chromium(tmp_path_factory.mktemp("chrome-profile"), "the studio's browser test", window="1400,1500") as driver:
         yield driver
-    finally:
-        driver.quit()
-        if old_offline is None:
-            os.environ.pop("SE_OFFLINE", None)
-        else:
-            os.environ["SE_OFFLINE"] = old_offline
 
 
 def wait_for(condition, timeout: float = 300.0, what: str = "", poll: float = 0.05):

@@ -5,11 +5,11 @@ Needs Debian's ``chromium`` and ``chromium-driver`` like tests/test_report.py; w
 line saying what to install (a skipped browser test would hide a broken page)."""
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
+
+from browser_helpers import headless_chromium
 
 from clipstyle_opt.study.create import create_study
 from clipstyle_opt.study.records import load_records
@@ -17,38 +17,12 @@ from clipstyle_opt.study.schema import open_engine
 from clipstyle_opt.study.server import ThreadedServer
 from study_helpers import method_dirs
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--window-size=1200,900")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"the study's browser test needs {' and '.join(missing)}: "
-                    "apt-get install -y chromium chromium-driver", pytrace=False)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    old_offline = os.environ.get("SE_OFFLINE")
-    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never download anything
-    options = webdriver.ChromeOptions()
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
-    options.binary_location = str(CHROMIUM)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
+    with headless_chromium(tmp_path_factory.mktemp("chrome-profile"), "the study's browser test", window="1200,900") as driver:
         yield driver
-    finally:
-        driver.quit()
-        if old_offline is None:
-            os.environ.pop("SE_OFFLINE", None)
-        else:
-            os.environ["SE_OFFLINE"] = old_offline
 
 
 @pytest.fixture(scope="module")

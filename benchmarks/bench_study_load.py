@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -37,17 +36,8 @@ from clipstyle_opt.imageio import save_image  # noqa: E402
 from clipstyle_opt.study.create import create_study  # noqa: E402
 from clipstyle_opt.study.records import load_records  # noqa: E402
 from clipstyle_opt.study.schema import open_engine  # noqa: E402
+from clipstyle_opt.devices import cpu_model  # noqa: E402
 from clipstyle_opt.study.server import free_port  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def build_outputs(root: Path) -> list[Path]:
@@ -162,7 +152,7 @@ def main() -> None:
         unexpected = len(set(stored) - expected)
         ms = sorted(1000 * x for x in latencies)
         p95 = ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]
-        print(f"CPU: {cpu_name()} ({os.cpu_count()} logical cores), load average at start {load_avg:.1f}")
+        print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores), load average at start {load_avg:.1f}")
         print(f"study: {made.items} items, {args.raters} raters x {len(sent) // args.raters} screens "
               "(12 items + a repeat + a control), every 5th submit sent twice at once")
         print(f"ratings expected {len(expected)}, stored {len(stored)}: lost {lost}, duplicated {duplicated}, "

@@ -75,6 +75,12 @@ class StyleRun:
         return self.training.total_steps
 
     @property
+    def focus_map(self) -> torch.Tensor | None:
+        """The focus text's relevance map, (1, 1, h, w) in [0, 1] at the training size, known once the run is
+        started (None without a focus)."""
+        return self._run.focus_map
+
+    @property
     def finished(self) -> bool:
         """Every planned step ran, or the early-stop rule ended the run."""
         return self.training.finished

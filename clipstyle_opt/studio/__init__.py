@@ -2,9 +2,12 @@
 
 Modules, one job each: `security` (upload bounds, which models a page may name), `controls` (the Advanced
 settings built from `clipstyle_opt.config.settings`), `jobs` (runs per browser session, previews, stop and
-continue), `gallery` (results saved in ``--output-dir`` and read back), `blend` (the strength slider),
-`app` (the page and the named API endpoints), `server` (launching it). Only `app`, `controls` and `server`
-import gradio; the engine knows nothing of any of them. Needs the ``studio`` extra
+continue), `service` (`Studio`: starting and saving a session's run), `masks` (painted or uploaded masks and
+regions, as ``--mask`` and ``--region`` take them), `videos` (a U-Net applied to an uploaded video), `gallery`
+(results saved in ``--output-dir`` and read back), `blend` (the strength slider), `widgets` (errors, checked
+inputs, the mask editor), `stylize_tab` and `apply_tab` (the two tabs), `api` (the named endpoints), `app` (the
+page), `server` (launching it). Only the tabs, `widgets`, `api`, `app`, `controls` and `server` import gradio;
+the engine knows nothing of any of them. Needs the ``studio`` extra
 (``pip install 'clipstyle_opt[studio]'``).
 """
 

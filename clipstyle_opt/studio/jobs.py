@@ -97,6 +97,14 @@ class Job:
         self.losses: list[tuple[int, float]] = []
         self.last: Result | None = None
 
+    def focus_map(self) -> Image.Image | None:
+        """The focus text's relevance map as a grey image at the training size (white = most relevant), known
+        as soon as the run is started; None without a focus."""
+        relevance = self.run.focus_map
+        if relevance is None:
+            return None
+        return to_pil(relevance.float().cpu().expand(1, 3, -1, -1)).convert("L")
+
     def stop(self) -> None:
         """Stop after the step in progress, as a first Ctrl-C does in the command line."""
         self.stopper.request()

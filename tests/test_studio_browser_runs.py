@@ -116,3 +116,37 @@ def test_a_gallery_click_restores_the_run_s_prompt(browser, studio, photo, tmp_p
     prompt = browser.find_element(By.CSS_SELECTOR, "#prompt1 textarea")
     wait_for(lambda: prompt.get_attribute("value") == "green dots", 30, "the restored prompt")
     assert browser.find_element(By.CSS_SELECTOR, "#setting-seed input").get_attribute("value") == "7"
+
+
+def test_a_mask_painted_on_the_photo_limits_the_style(browser, studio, photo):
+    """A brush stroke in the mask editor (the photo is its background): the run's sidecar records the painted mask,
+    and where nothing was painted the result is the photo's pixels."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from clipstyle_opt.studio.gallery import read_gallery
+
+    open_page(browser, studio[1], photo)
+    fill(browser, "#prompt1 textarea", "red stripes")
+    fill(browser, "#setting-steps input", "2")
+    fill(browser, "#setting-size input[type=number]", "64")
+    next(a for a in browser.find_elements(By.CSS_SELECTOR, "button.label-wrap") if "mask" in a.text).click()
+    editor = wait_for(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, "#mask-paint") if e.is_displayed()],
+                      30, "the mask editor")[0]
+    canvas = wait_for(lambda: editor.find_elements(By.CSS_SELECTOR, "canvas"), 30, "the editor's canvas")[0]
+    editor.find_element(By.CSS_SELECTOR, "button[aria-label=Brush]").click()
+    ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(30, 0).release().perform()
+    before = {item.image for item in read_gallery(studio[0].studio.options.output_dir)}
+    browser.find_element(By.CSS_SELECTOR, "#stylize").click()
+    wait_for(lambda: "step 2 / 2" in status(browser) and "done" in status(browser), 120, "the masked run")
+    new = [item for item in read_gallery(studio[0].studio.options.output_dir) if item.image not in before]
+    assert len(new) == 1 and new[0].metadata["mask"]["path"], json.dumps(new[0].metadata)[:300]
+    mask = np.asarray(Image.open(new[0].metadata["mask"]["path"]).convert("L"))
+    assert 0 < (mask > 0).mean() < 1  # the stroke, not the whole photo
+    got = np.asarray(Image.open(new[0].image).convert("RGB"))
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    assert np.array_equal(got[mask == 0], original[mask == 0])

@@ -226,3 +226,15 @@ def test_video_uploads_are_bounded_and_need_pyav(demo, unet_file, tmp_path, monk
     monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed
     with pytest.raises(ClipstyleError, match=r"^video needs PyAV, which is not installed: pip install"):
         demo.apply_tab.on_video(str(unet_file), None, str(video))
+
+
+def test_gradio_hands_the_page_s_handlers_their_session(demo):
+    """Gradio fills a gr.Request only among the positional parameters before ``*values``: each handler that acts
+    on a session's run must receive it, or every page would share the "anonymous" run (and Stop would miss it)."""
+    from gradio.helpers import special_args
+
+    handlers = {getattr(f.fn, "__name__", ""): f.fn for f in demo.fns.values()}
+    marker = object()
+    for name in ("on_stylize", "on_continue", "on_stop"):
+        inputs, *_ = special_args(handlers[name], ["a", "b"], request=marker)
+        assert marker in inputs, name

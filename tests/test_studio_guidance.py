@@ -59,8 +59,9 @@ def right_half_layer() -> np.ndarray:
     return layer
 
 
-def run_page(demo, photo, **given):
-    """Press Stylize with ``given`` (component name -> value) on the page; every update it streams."""
+def run_page(demo, photo, first_only: bool = False, **given):
+    """Press Stylize with ``given`` (component name -> value) on the page; every update it streams (only the first,
+    the page closing then, with ``first_only``)."""
     tab = demo.stylize_tab
     named = {"photo": tab.photo, "prompt": tab.prompt_rows[0], "steps": tab.main["steps"], "size": tab.main["size"],
              "seed": tab.main["seed"], "mask_paint": tab.mask.editor, "mask_upload": tab.mask.upload,
@@ -68,7 +69,12 @@ def run_page(demo, photo, **given):
              "region1_upload": tab.regions[0][0].upload, "region1_prompt": tab.regions[0][1]}
     values = {tab.photo: str(photo), tab.main["steps"]: STEPS, tab.main["size"]: SIZE, tab.main["seed"]: 0}
     values.update({named[key]: value for key, value in given.items()})
-    return list(tab.on_stylize(None, *tab.input_values(values)))
+    updates = tab.on_stylize(None, *tab.input_values(values))
+    if first_only:
+        first = next(updates)
+        updates.close()
+        return [first]
+    return list(updates)
 
 
 def test_a_painted_layer_becomes_the_mask_and_nothing_painted_is_no_mask(tmp_path):
@@ -159,14 +165,14 @@ def test_regions_misused_give_one_line(demo, photo, tmp_path, given, message):
 
 def test_the_focus_relevance_map_shows_with_a_focus_and_not_without(demo, photo):
     tab = demo.stylize_tab
-    first = run_page(demo, photo, prompt="red stripes", focus="red stripes")[0]
+    first = run_page(demo, photo, True, prompt="red stripes", focus="red stripes")[0]
     shown = first[tab.focus_map]
     assert shown.visible is True and shown.value is not None
     job = demo.studio.sessions.get("anonymous")
     relevance = job.focus_map()
     assert relevance.size == (job.run.focus_map.shape[-1], job.run.focus_map.shape[-2])
     assert np.asarray(relevance).std() > 0  # a map, not a flat image
-    first = run_page(demo, photo, prompt="red stripes")[0]
+    first = run_page(demo, photo, True, prompt="red stripes")[0]
     assert first[tab.focus_map].visible is False and demo.studio.sessions.get("anonymous").focus_map() is None
 
 

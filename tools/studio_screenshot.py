@@ -2,9 +2,11 @@
 with the bundled micro CLIP (tests/data/micro_clip.pt) in headless Chromium.
 
     python tools/studio_screenshot.py [--out docs/images/studio_midrun.png]
+    python tools/studio_screenshot.py --focus "red stripes" --out docs/images/studio_focus.png
 
 Starts the studio on a free loopback port, uploads examples/astronaut.png, types "red stripes", sets 40 steps at
-128 px, presses Stylize, waits for the loss curve to hold several steps, takes the screenshot, presses Stop.
+128 px (with ``--focus``, types that focus text, whose relevance map then shows beside the image), presses
+Stylize, waits for the loss curve to hold several steps, takes the screenshot, presses Stop.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "studio_midrun.png"))
     parser.add_argument("--at-step", type=int, default=4, help="take the screenshot once this step is shown")
+    parser.add_argument("--focus", default=None, help="a focus text (its relevance map shows beside the image)")
     args = parser.parse_args()
     from PIL import Image
     from selenium import webdriver
@@ -56,6 +59,11 @@ def main() -> None:
                 box = driver.find_element(By.CSS_SELECTOR, selector)
                 box.send_keys(Keys.CONTROL, "a")
                 box.send_keys(text, Keys.TAB)
+            if args.focus:
+                next(b for b in driver.find_elements(By.CSS_SELECTOR, "button.label-wrap") if "focus" in b.text).click()
+                time.sleep(0.5)
+                box = driver.find_element(By.CSS_SELECTOR, "#focus textarea")
+                box.send_keys(args.focus, Keys.TAB)
             time.sleep(1)
             driver.find_element(By.CSS_SELECTOR, "#stylize").click()
             deadline = time.monotonic() + 1800

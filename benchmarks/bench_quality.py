@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=BASE KEY=VALUE ...",
                         help="Add a schedule: BASE (a schedule above) with settings overridden, e.g. "
                         "\"iq-lc50=identity-quarter lambda_c=50 lr=2e-3\" (values read as JSON, else text). Repeatable.")
+    parser.add_argument("--skip-reference", action="store_true", help="Do not run the reference: for rows merged "
+                        "(--merge) with an earlier run's reference rows on the same photos, prompts and settings.")
     parser.add_argument("--curves", default=",".join(CURVES), help="Schedules also scored at checkpoints.")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench_quality")
@@ -132,6 +134,8 @@ def main() -> None:
             sys.exit(f"error: unknown schedule(s) {', '.join(unknown)}; choose from {', '.join(candidates)}")
         candidates = {name: candidates[name] for name in wanted}
     candidates.update(extra)  # the --variant schedules always run
+    if args.skip_reference:
+        candidates.pop("reference")
     stylizer = Stylizer(StyleConfig(**base))
     evaluator = Evaluator(clip_model=args.clip_model, device=str(stylizer.device), metrics=METRICS, size=None,
                           clip=[encoder for encoder, _ in stylizer.encoders])
@@ -209,6 +213,10 @@ def photo_file(spec: str) -> tuple[Path, bool]:
 def report(rows: list[dict[str, Any]], curve: list[dict[str, Any]], out: Path, about: dict[str, Any]) -> None:
     """Print the tables (all photos; held-out photos only), write rows.json and the plot into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    if not any(r["schedule"] == "reference" for r in rows):  # a --skip-reference run: merge it to compare
+        (out / "rows.json").write_text(json.dumps({**about, "rows": rows, "curve": curve}, indent=1))
+        print(f"wrote {out / 'rows.json'} (no reference rows: merge it with a run that has them)")
+        return
     summary = summarize(rows)
     print("\nall photos")
     print_table(summary)
@@ -219,7 +227,10 @@ def report(rows: list[dict[str, Any]], curve: list[dict[str, Any]], out: Path, a
         print_table(held_summary)
     (out / "rows.json").write_text(json.dumps({**about, "rows": rows, "curve": curve, "summary": summary,
                                                "summary_held_out": held_summary}, indent=1))
-    plot(summary, curve, out / "quality_vs_seconds.png")
+    if held_summary:  # the plot shows what the bar is judged on: the held-out photos
+        plot(held_summary, [c for c in curve if c.get("held_out")], out / "quality_vs_seconds.png", "held-out photos")
+    else:
+        plot(summary, curve, out / "quality_vs_seconds.png", "all photos")
     print(f"wrote {out / 'rows.json'} and {out / 'quality_vs_seconds.png'}")
 
 
@@ -271,7 +282,7 @@ def print_table(summary: list[dict[str, Any]]) -> None:
               f"{item['lpips_vgg']:7.4f} {item['lpips_vgg_change_pct']:+7.1f}  {'met' if item['meets_bar'] else '-'}")
 
 
-def plot(summary: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path) -> None:
+def plot(summary: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path, which: str) -> None:
     """Patch CLIP score and LPIPS against seconds: the reference's mean curve and each schedule's point."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -291,7 +302,7 @@ def plot(summary: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path)
         for item in summary:
             ax.plot(item.get("seconds", item["wall_s"]), item[metric], "o", label=item["schedule"])
         clock = "process CPU time, 1 thread" if summary and summary[0].get("clock") == "cpu_s" else "wall time"
-        ax.set_xlabel(f"{clock} (s, mean over photo x prompt)")
+        ax.set_xlabel(f"{clock} (s, mean over {which} x prompts)")
         ax.set_title(metric + (" (lower keeps more)" if metric == "lpips_vgg" else " (higher is better)"))
         ax.grid(alpha=0.3)
         if index == 0:

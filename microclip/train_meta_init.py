@@ -20,6 +20,7 @@ real CLIP weights are not available here, so this cannot be the default for real
 an experiment and is written under build/ (not in the package, not in git).
 
     python -m microclip.train_meta_init --out build/meta_init.pt --cpu-minutes 30
+    python -m microclip.train_meta_init --out build/meta_init.pt --meta-steps 130 --stop-after 20   # issue 38's file
 
 Writes the weights (fp16, `clipstyle_opt.unet.io.save_unet`'s format, so `--init PATH` reads them) every
 ``--save-every`` meta-steps and at the end, and a JSON report beside them (command, data, CPU time, curve).
@@ -66,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--meta-batch", type=int, default=4, help="tasks averaged into one meta-step")
     p.add_argument("--eps", type=float, default=1.0, help="meta step size at the start (linearly down to eps/10)")
     p.add_argument("--meta-steps", type=int, default=1000, help="meta-steps at most (eps anneals over these)")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after N meta-steps (eps still anneals over "
+                   "--meta-steps): reproduces a run that was stopped early")
     p.add_argument("--cpu-minutes", type=float, default=30.0, help="stop after this much process CPU time")
     p.add_argument("--clip-model", default=str(ROOT / "tests" / "data" / "micro_clip.pt"))
     p.add_argument("--seed", type=int, default=0)
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{np.mean([c['last_total'] for c in recent]):8.2f}  (mean of the last {len(recent)})", flush=True)
         if meta_step % args.save_every == 0:
             write(meta, args, argv, curve, cpu)
-        if cpu > 60 * args.cpu_minutes:
+        if cpu > 60 * args.cpu_minutes or meta_step == args.stop_after:
             break
     write(meta, args, argv, curve, time.process_time() - started)
 

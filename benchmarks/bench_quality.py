@@ -299,10 +299,10 @@ def plot(summary: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path,
                 xs = [statistics.fmean(c["seconds"] for c in mine if c["step"] == s) for s in steps]
                 ys = [statistics.fmean(c[metric] for c in mine if c["step"] == s) for s in steps]
                 ax.plot(xs, ys, "-", color=colour, label=f"{name}, during training")
-        for item in summary:
-            ax.plot(item.get("seconds", item["wall_s"]), item[metric], "o", label=item["schedule"])
-        clock = "process CPU time, 1 thread" if summary and summary[0].get("clock") == "cpu_s" else "wall time"
-        ax.set_xlabel(f"{clock} (s, mean over {which} x prompts)")
+        for number, item in enumerate(summary):  # past matplotlib's 10 colours, another marker
+            ax.plot(item.get("seconds", item["wall_s"]), item[metric], "osD^v"[number // 10 % 5], label=item["schedule"])
+        clock = "process CPU s, 1 thread" if summary and summary[0].get("clock") == "cpu_s" else "wall s"
+        ax.set_xlabel(f"{clock} (mean over {which})")
         ax.set_title(metric + (" (lower keeps more)" if metric == "lpips_vgg" else " (higher is better)"))
         ax.grid(alpha=0.3)
         if index == 0:

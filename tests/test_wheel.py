@@ -88,6 +88,9 @@ def test_the_wheel_metadata_carries_the_version_the_pythons_and_the_entry_point(
     assert f"\nVersion: {clipstyle_opt.__version__}\n" in metadata
     assert "clipstyle = clipstyle_opt.cli:main" in entry_points
     assert "Provides-Extra: all" in metadata
+    assert "\nLicense: MIT\n" in metadata or "\nLicense-Expression: MIT\n" in metadata
+    assert any(name.startswith(f"{info}/") and name.endswith("/LICENSE") or name == f"{info}/LICENSE"
+               for name in zipfile.ZipFile(dist["wheel"]).namelist())  # the license's text travels with the wheel
     # python_requires and the classifiers claim the same minor versions, this interpreter's among them
     requires = re.search(r"^Requires-Python: (.+)$", metadata, re.M).group(1)
     claimed = set(re.findall(r"^Classifier: Programming Language :: Python :: (3\.\d+)$", metadata, re.M))
@@ -104,7 +107,7 @@ def test_the_wheel_metadata_carries_the_version_the_pythons_and_the_entry_point(
 def test_the_sdist_builds_the_wheel_and_leaves_out_the_tests(dist):
     names = tarfile.open(dist["sdist"]).getnames()
     prefix = f"clipstyle_opt-{clipstyle_opt.__version__}/"
-    for needed in ("setup.cfg", "setup.py", "pyproject.toml", "README.rst", "CHANGELOG.md",
+    for needed in ("setup.cfg", "setup.py", "pyproject.toml", "README.rst", "CHANGELOG.md", "LICENSE",
                    "clipstyle_opt/report_template.html", "clipstyle_opt/py.typed"):
         assert prefix + needed in names, needed
     assert not [n for n in names if re.search(r"/(tests|microclip|notebooks)/", n)]

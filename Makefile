@@ -22,8 +22,12 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
+# Two workers, one per core, each running whole test files (module fixtures such as a server or the docs build
+# are made once), in the order tests/conftest.py gives (the behaviour lock's recording starts first).
+# Many tests wait on subprocesses, servers and the browser, or run torch at sizes one thread already covers:
+# in one process the second core was idle most of the time. `python -m pytest tests` still runs it in one.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests; status=$$?; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 bench: $(STAMP)

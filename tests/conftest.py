@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
 
@@ -19,7 +21,15 @@ from clipstyle_opt.testing import make_random_clip
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
-torch.set_num_threads(2)
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""This process's name when ``make test`` runs the suite on pytest-xdist workers (gw0, gw1), else None."""
+
+# Alone, a session has both cores. On two xdist workers each gets one: two threads each would put four busy
+# threads on two cores, and torch's threads spin while they wait for each other (a step then takes several
+# times longer). Subprocesses the tests start (the CLI, recorders) inherit the one thread through the environment.
+if XDIST_WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1 if XDIST_WORKER else 2)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -65,22 +75,27 @@ def photo() -> Path:
 
 
 # The behaviour lock (tests/test_behaviour_lock.py) records two trees in two single-threaded
-# processes that need nothing from pytest. They start as soon as the session is collected, at the
-# lowest priority, and the lock's tests run last: the recording overlaps the rest of the suite.
+# processes that need nothing from pytest. In one process, they start as soon as the session is
+# collected, at the lowest priority, and the lock's tests run last: the recording overlaps the rest
+# of the suite. On xdist workers every worker collects every test, so none starts them early: the
+# lock's file goes first instead, and the worker it lands on records (its own fixture starts the
+# recorders) while the other worker runs the rest of the suite.
 LOCK_TESTS = "test_behaviour_lock.py"
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Move the behaviour lock's tests to the end, keeping the order of everything else."""
-    items[:] = ([item for item in items if item.path.name != LOCK_TESTS]
-                + [item for item in items if item.path.name == LOCK_TESTS])
+    """Move the behaviour lock's tests to the end (to the front on xdist workers), keeping the rest's order."""
+    lock = [item for item in items if item.path.name == LOCK_TESTS]
+    rest = [item for item in items if item.path.name != LOCK_TESTS]
+    items[:] = lock + rest if XDIST_WORKER else rest + lock
 
 
 def pytest_collection_finish(session):
-    """Start the lock's recorders in the background when the session will run the lock."""
+    """Start the lock's recorders in the background when this one process will run the lock."""
     from behaviour_lock.launch import BACKGROUND_NICENESS, LOCK_RECORDING, LockSetupError, start
 
-    if session.config.option.collectonly or not any(item.path.name == LOCK_TESTS for item in session.items):
+    if (XDIST_WORKER or session.config.option.collectonly
+            or not any(item.path.name == LOCK_TESTS for item in session.items)):
         return
     try:
         session.config.stash[LOCK_RECORDING] = start(niceness=BACKGROUND_NICENESS)

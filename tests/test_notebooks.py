@@ -69,8 +69,15 @@ def test_notebook_uses_only_public_names(path):
             assert not private, f"{path.name} imports private {private} from {node.module}"
 
 
+@pytest.fixture(scope="module")
+def fast_build():
+    """``build/notebooks-fast/``, held by this module until its last notebook ran (tests/test_site.py waits)."""
+    with runner.fast_build_lock() as folder:
+        yield folder
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path):
+def test_notebook_runs_top_to_bottom(path, fast_build):
     # A cell that raises raises CellExecutionError here, which fails the test. The saved copy goes first,
     # so a notebook that fails leaves no stale copy for the docs to render.
     saved = runner.FAST_BUILD / path.name

@@ -5,7 +5,8 @@ One fresh Sphinx build per run, into a temporary folder, with ``-n -W --keep-goi
 cross-reference must resolve; a warning fails the build) — what ``make docs`` runs. The notebooks are
 rendered from executed copies, never run by the build: this file sorts after tests/test_notebooks.py, which
 saves its fast-mode copies to build/notebooks-fast/ (what CI renders); run alone, it executes any copy that
-is missing or older than its notebook first (about a minute on 2 cores).
+is missing or older than its notebook first (about a minute on 2 cores). On two xdist workers the two files
+may run at once: they take turns on the folder (``run_notebooks.fast_build_lock``).
 
 The browser test needs Debian's ``chromium`` and ``chromium-driver``, like tests/test_report.py.
 """
@@ -58,13 +59,15 @@ def _executed_copies() -> Path:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    folder = _executed_copies()
     out = tmp_path_factory.mktemp("docs")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "CLIPSTYLE_DOCS_NOTEBOOKS": str(folder)}
-    done = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-n", "-W", "--keep-going", "-q",
-                           str(ROOT / "docs"), str(out / "html"), "-d", str(out / "doctrees")],
-                          capture_output=True, text=True, env=env, timeout=900)
+    # Held through the build: tests/test_notebooks.py, perhaps on the other xdist worker, rewrites the copies.
+    with runner.fast_build_lock():
+        folder = _executed_copies()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               "CLIPSTYLE_DOCS_NOTEBOOKS": str(folder)}
+        done = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-n", "-W", "--keep-going", "-q",
+                               str(ROOT / "docs"), str(out / "html"), "-d", str(out / "doctrees")],
+                              capture_output=True, text=True, env=env, timeout=900)
     build["log"], build["returncode"] = done.stdout + done.stderr, done.returncode
     return out / "html"
 

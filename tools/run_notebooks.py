@@ -14,11 +14,13 @@ Uses nbclient (the executor Jupyter itself uses) with the ``python3`` kernel of 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -27,6 +29,23 @@ FAST_BUILD = ROOT / "build" / "notebooks-fast"
 """Fast-mode executed copies (``--fast``, and tests/test_notebooks.py): what CI's docs build renders."""
 CELL_TIMEOUT_S = 1800
 """Per cell: a real-CLIP sweep on a CPU takes minutes."""
+
+
+@contextlib.contextmanager
+def fast_build_lock() -> Iterator[Path]:
+    """Hold ``build/notebooks-fast/`` for this process alone (waits for any other holder), yield the folder.
+
+    The suite runs on two pytest-xdist workers: tests/test_notebooks.py writes the fast copies while
+    tests/test_site.py may be about to render them on the other worker. An exclusive ``flock`` on a file
+    in the folder lets one write (or read) a whole set at a time; the kernel releases it if a holder dies.
+    """
+    FAST_BUILD.mkdir(parents=True, exist_ok=True)
+    with open(FAST_BUILD / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield FAST_BUILD
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def notebook_paths(directory: Path = NOTEBOOKS) -> list[Path]:

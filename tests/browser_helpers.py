@@ -6,11 +6,15 @@ manager is told never to download a driver or a browser.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -51,3 +55,26 @@ def headless_chromium(profile: Path, who: str, *, window: str = "1400,1000",
             os.environ.pop("SE_OFFLINE", None)
         else:
             os.environ["SE_OFFLINE"] = old_offline
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 300.0, what: str = "", poll: float = 0.05) -> T:
+    """Call ``condition`` every ``poll`` s until it returns something true, and return that; fail after
+    ``timeout`` s (a generous bound: a slow CI machine still passes, a stuck page still fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fill(driver: Any, selector: str, text: str) -> None:
+    """Replace the text of the input at CSS ``selector`` with ``text`` and leave the field (Tab), as a user does."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element(By.CSS_SELECTOR, selector)
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(text)
+    box.send_keys(Keys.TAB)

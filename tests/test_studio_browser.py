@@ -2,14 +2,11 @@
 press Stylize, see a preview and then the final image, move the strength slider and see the image change."""
 from __future__ import annotations
 
-import time
-
 import pytest
-
-from browser_helpers import headless_chromium
+from browser_helpers import fill, headless_chromium, wait_for
+from studio_server import ROOT, running_studio
 
 from clipstyle_opt.imageio import load_image, resize, to_pil
-from studio_server import ROOT, running_studio
 
 pytest.importorskip("gradio")
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")
@@ -21,24 +18,6 @@ def browser(tmp_path_factory):
         yield driver
 
 
-def wait_for(condition, timeout: float = 300.0, what: str = "", poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def fill(driver, selector: str, text: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    box = driver.find_element(By.CSS_SELECTOR, selector)
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(text)
-    box.send_keys(Keys.TAB)
 
 
 def test_upload_prompt_stylize_watch_and_blend(browser, tmp_path):

@@ -227,10 +227,10 @@ def report(rows: list[dict[str, Any]], curve: list[dict[str, Any]], out: Path, a
         print_table(held_summary)
     (out / "rows.json").write_text(json.dumps({**about, "rows": rows, "curve": curve, "summary": summary,
                                                "summary_held_out": held_summary}, indent=1))
-    if held_summary:  # the plot shows what the bar is judged on: the held-out photos
-        plot(held_summary, [c for c in curve if c.get("held_out")], out / "quality_vs_seconds.png", "held-out photos")
-    else:
-        plot(summary, curve, out / "quality_vs_seconds.png", "all photos")
+    panels = [(summary, curve, "all photos")]
+    if held_summary:  # a second row: the held-out photos alone, on which the bar is judged
+        panels.append((held_summary, [c for c in curve if c.get("held_out")], "held-out photos"))
+    plot(panels, out / "quality_vs_seconds.png")
     print(f"wrote {out / 'rows.json'} and {out / 'quality_vs_seconds.png'}")
 
 
@@ -282,31 +282,35 @@ def print_table(summary: list[dict[str, Any]]) -> None:
               f"{item['lpips_vgg']:7.4f} {item['lpips_vgg_change_pct']:+7.1f}  {'met' if item['meets_bar'] else '-'}")
 
 
-def plot(summary: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path, which: str) -> None:
-    """Patch CLIP score and LPIPS against seconds: the reference's mean curve and each schedule's point."""
+def plot(panels: list[tuple[list[dict[str, Any]], list[dict[str, Any]], str]], path: Path) -> None:
+    """Patch CLIP score, direction and LPIPS against seconds, a row per (summary, curve, which photos) panel:
+    the mean curves during training and each schedule's final point."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(15, 4), layout="constrained")
+    figure = Figure(figsize=(15, 4 * len(panels)), layout="constrained")
     FigureCanvasAgg(figure)
-    for index, metric in enumerate(("patch_clip_score", "clip_direction", "lpips_vgg")):
-        ax = figure.add_subplot(1, 3, index + 1)
-        for name, colour in zip(dict.fromkeys(c.get("schedule", "reference") for c in curve),
-                                ("grey", "black", "tab:red", "tab:blue", "tab:green")):
-            mine = [c for c in curve if c.get("schedule", "reference") == name]
-            steps = sorted({c["step"] for c in mine})
-            if steps:
-                xs = [statistics.fmean(c["seconds"] for c in mine if c["step"] == s) for s in steps]
-                ys = [statistics.fmean(c[metric] for c in mine if c["step"] == s) for s in steps]
-                ax.plot(xs, ys, "-", color=colour, label=f"{name}, during training")
-        for number, item in enumerate(summary):  # past matplotlib's 10 colours, another marker
-            ax.plot(item.get("seconds", item["wall_s"]), item[metric], "osD^v"[number // 10 % 5], label=item["schedule"])
-        clock = "process CPU s, 1 thread" if summary and summary[0].get("clock") == "cpu_s" else "wall s"
-        ax.set_xlabel(f"{clock} (mean over {which})")
-        ax.set_title(metric + (" (lower keeps more)" if metric == "lpips_vgg" else " (higher is better)"))
-        ax.grid(alpha=0.3)
-        if index == 0:
-            ax.legend(fontsize=7)
+    for row, (summary, curve, which) in enumerate(panels):
+        for index, metric in enumerate(("patch_clip_score", "clip_direction", "lpips_vgg")):
+            ax = figure.add_subplot(len(panels), 3, row * 3 + index + 1)
+            for name, colour in zip(dict.fromkeys(c.get("schedule", "reference") for c in curve),
+                                    ("grey", "black", "tab:red", "tab:blue", "tab:green")):
+                mine = [c for c in curve if c.get("schedule", "reference") == name]
+                steps = sorted({c["step"] for c in mine})
+                if steps:
+                    xs = [statistics.fmean(c["seconds"] for c in mine if c["step"] == s) for s in steps]
+                    ys = [statistics.fmean(c[metric] for c in mine if c["step"] == s) for s in steps]
+                    ax.plot(xs, ys, "-", color=colour, label=f"{name}, during training")
+            for number, item in enumerate(summary):  # past matplotlib's 10 colours, another marker
+                ax.plot(item.get("seconds", item["wall_s"]), item[metric], "osD^v"[number // 10 % 5],
+                        label=item["schedule"])
+            clock = "process CPU s, 1 thread" if summary and summary[0].get("clock") == "cpu_s" else "wall s"
+            ax.set_xlabel(f"{clock} (mean over {which})")
+            ax.set_title(f"{which}: " + metric + (" (lower keeps more)" if metric == "lpips_vgg" else
+                                                   " (higher is better)"))
+            ax.grid(alpha=0.3)
+            if index == 0:
+                ax.legend(fontsize=7)
     figure.savefig(path, dpi=90)
 
 

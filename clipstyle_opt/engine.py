@@ -134,12 +134,7 @@ class Stylizer:
         settings to lower, and `NonFiniteLossError` (carrying the last good `Result`) when a
         loss term becomes NaN or infinite.
         """
-        settings = set(StyleConfig.__dataclass_fields__)
-        aims = {key: options.pop(key) for key in GUIDANCE_KEYWORDS if key in options and key not in settings}
-        config = self._call_config(options)
-        guidance = make_guidance(prompt, style_image=style_image, fusion=config.fusion, **aims)
-        check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
-        check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
+        guidance, config = self._prepare(prompt, style_image, options)
         with self._out_of_memory(config), torch_threads(config.threads):
             return self._stylize(content, guidance, config, callback, batched_crops, should_stop, keyframes)
 
@@ -151,14 +146,21 @@ class Stylizer:
 
         ``run.advance()`` to the end then ``run.result()`` gives what `stylize` gives for the same arguments.
         """
+        guidance, config = self._prepare(prompt, style_image, options)
+        with self._out_of_memory(config):
+            return self._start(content, guidance, config, batched_crops)
+
+    def _prepare(self, prompt: PromptSpec | Guidance, style_image: ImageSource | Sequence[ImageSource] | None,
+                 options: dict[str, Any]) -> tuple[Guidance, StyleConfig]:
+        """Split a call's keywords into guidance aims and settings, build both and check every text
+        (what `stylize` and `start` share)."""
         settings = set(StyleConfig.__dataclass_fields__)
         aims = {key: options.pop(key) for key in GUIDANCE_KEYWORDS if key in options and key not in settings}
         config = self._call_config(options)
         guidance = make_guidance(prompt, style_image=style_image, fusion=config.fusion, **aims)
         check_prompts([t.text for t in guidance.all_texts()], config.clip_model, focus=guidance.focus)
         check_text(config.source_text, "source_text", allow_empty=True, clip_model=config.clip_model)
-        with self._out_of_memory(config):
-            return self._start(content, guidance, config, batched_crops)
+        return guidance, config
 
     @contextmanager
     def _out_of_memory(self, config: StyleConfig) -> Iterator[None]:

@@ -24,8 +24,9 @@ demo: $(STAMP)
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 # Two workers, one per core, each running whole test files (module fixtures such as a server or the docs build
 # are made once), in the order tests/conftest.py gives (the behaviour lock's recording starts first).
-# Many tests wait on subprocesses, servers and the browser, or run torch at sizes one thread already covers:
-# in one process the second core was idle most of the time. `python -m pytest tests` still runs it in one.
+# Many tests wait on subprocesses, servers, the browser or Ray; on two workers the other core computes
+# meanwhile (566.6 s against 652.0 s in one process on a 2-core AMD EPYC, docs/guides/testing.md).
+# `python -m pytest tests` still runs it in one process.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$status

@@ -6,9 +6,8 @@ determinism and the arithmetic of the losses, never stylization quality
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import pytest
 import torch
